@@ -1,0 +1,127 @@
+"""The one DICOM Application Entity: its contexts, its handlers and its listener.
+
+The listener sets TCP_NODELAY on every socket (otherwise each small DIMSE message waits
+~40 ms for the peer's delayed ACK) and may share its port with sibling processes through
+SO_REUSEPORT, so the kernel spreads associations over several receiving processes.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from pynetdicom import (
+    AE,
+    ALL_TRANSFER_SYNTAXES,
+    AllStoragePresentationContexts,
+    _config,
+    evt,
+    transport,
+)
+from pynetdicom import sop_class as sc
+from pynetdicom.transport import ThreadedAssociationServer
+
+from pacs.scp.echo import handle_echo
+from pacs.scp.find import handle_find
+from pacs.scp.retrieve import handle_get, handle_move
+from pacs.scp.store import handle_store
+from ris.services import Services
+
+QR_FIND = [sc.PatientRootQueryRetrieveInformationModelFind,
+           sc.StudyRootQueryRetrieveInformationModelFind]
+QR_MOVE = [sc.PatientRootQueryRetrieveInformationModelMove,
+           sc.StudyRootQueryRetrieveInformationModelMove]
+QR_GET = [sc.PatientRootQueryRetrieveInformationModelGet,
+          sc.StudyRootQueryRetrieveInformationModelGet]
+
+
+@dataclass(frozen=True)
+class DicomSettings:
+    ae_title: str = "PACS"
+    host: str = ""
+    port: int = 11112
+    max_pdu: int = 262_144
+    max_associations: int = 64
+    reuse_port: bool = False
+
+
+def configure_library() -> None:
+    """pynetdicom globals, set once per process: no identifiers in logs, chunked receive."""
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    if not getattr(transport.AssociationSocket, "_pacs_nodelay", False):
+        create = transport.AssociationSocket._create_socket
+
+        def _create_socket(self: Any, address: Any) -> socket.socket:
+            sock = create(self, address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+
+        transport.AssociationSocket._create_socket = _create_socket  # type: ignore[method-assign]
+        transport.AssociationSocket._pacs_nodelay = True  # type: ignore[attr-defined]
+
+
+class PacsAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with TCP_NODELAY and optional SO_REUSEPORT."""
+
+    reuse_port = False
+
+    def server_bind(self) -> None:
+        if self.reuse_port and self.socket is not None:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        sock, address = super().get_request()
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        return sock, address
+
+
+def build_ae(settings: DicomSettings) -> AE:
+    ae = AE(ae_title=settings.ae_title)
+    ae.maximum_associations = settings.max_associations
+    ae.maximum_pdu_size = settings.max_pdu
+    ae.network_timeout = 60
+    ae.dimse_timeout = 60
+    ae.acse_timeout = 30
+    ae.add_supported_context(sc.Verification)
+    for cx in AllStoragePresentationContexts:
+        # scp_role: a C-GET requestor may take the Storage SCP role on these (PS3.7 D.3.3.4).
+        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES,
+                                 scp_role=True, scu_role=False)
+    for model in QR_FIND + QR_MOVE + QR_GET:
+        ae.add_supported_context(model, ALL_TRANSFER_SYNTAXES)
+    return ae
+
+
+def handlers(services: Services, ae_title: str) -> list[Any]:
+    archive = services.archive
+    return [
+        (evt.EVT_C_ECHO, handle_echo),
+        (evt.EVT_C_STORE, handle_store, [archive]),
+        (evt.EVT_C_FIND, handle_find, [archive, ae_title]),
+        (evt.EVT_C_MOVE, handle_move, [archive, services.aes]),
+        (evt.EVT_C_GET, handle_get, [archive]),
+    ]
+
+
+def start_dicom(services: Services, settings: DicomSettings) -> PacsAssociationServer:
+    """Start the listener in a background thread; ``server.shutdown()`` stops it."""
+    configure_library()
+    ae = build_ae(settings)
+    server_class = type("Server", (PacsAssociationServer,), {"reuse_port": settings.reuse_port})
+    server = ae.make_server(
+        (settings.host, settings.port),
+        evt_handlers=handlers(services, settings.ae_title),
+        server_class=server_class,
+    )
+    thread = threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True)
+    thread.start()
+    ae._servers.append(server)
+    return server  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""One thin handler module per DIMSE service; each translates, calls a service, maps status."""

@@ -1,0 +1,33 @@
+"""Query/Retrieve C-FIND SCP, Patient Root and Study Root (PS3.4 C.4.1)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from pydicom.dataset import Dataset
+from pynetdicom.events import Event
+
+from pacs.identifier import to_query
+from pacs.origin import origin_of
+from pacs.status import Service, dimse_status
+from storage.archive import Archive
+from storage.errors import PacsError
+
+log = logging.getLogger(__name__)
+
+
+def handle_find(event: Event, archive: Archive, ae_title: str) -> Iterator[tuple[int, Dataset | None]]:
+    try:
+        query = to_query(event.identifier, event.request.AffectedSOPClassUID)
+        wants_aet = "RetrieveAETitle" in query.return_keys
+        for match in archive.find(query, origin_of(event.assoc)):
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            if wants_aet:
+                match.RetrieveAETitle = ae_title
+            yield 0xFF00, match
+    except PacsError as exc:
+        log.warning("C-FIND refused: %s", exc.code)
+        yield dimse_status(exc, Service.FIND), None

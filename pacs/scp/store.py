@@ -1,0 +1,30 @@
+"""Storage SCP (PS3.4 B): the received bytes go to the archive untouched."""
+
+from __future__ import annotations
+
+import logging
+
+from pydicom.dataset import Dataset
+from pynetdicom.events import Event
+
+from pacs.origin import origin_of
+from pacs.status import Service, failure
+from storage.archive import Archive
+from storage.errors import PacsError
+
+log = logging.getLogger(__name__)
+
+
+def handle_store(event: Event, archive: Archive) -> int | Dataset:
+    """Archive one C-STORE; success only once the object is durable and indexed."""
+    request = event.request
+    try:
+        archive.store(event.dataset_path, origin_of(event.assoc),
+                      sop_class_uid=request.AffectedSOPClassUID,
+                      sop_instance_uid=request.AffectedSOPInstanceUID)
+    except PacsError as exc:
+        status = failure(exc, Service.STORE)
+        log.warning("C-STORE %s refused: %s 0x%04X", request.AffectedSOPInstanceUID,
+                    exc.code, status.Status)
+        return status
+    return 0x0000

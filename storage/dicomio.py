@@ -1,0 +1,127 @@
+"""Reading DICOM headers at ingest: never the pixel data, never a re-encode.
+
+The received bytes are stored as they came; this module only reads what the index needs
+(PS3.10 file meta, the main tags) and the DICOM JSON header without bulk data
+(PS3.18 F.2), so metadata queries never touch object storage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from storage.errors import DatasetDoesNotMatchSopClass, UnreadableDataset
+
+UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+"""PS3.5 9.1: components of digits without leading zeros, at most 64 characters."""
+
+_BULK_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+_BULK_INLINE_LIMIT = 1024
+
+
+def is_valid_uid(value: str) -> bool:
+    return 0 < len(value) <= 64 and UID_RE.match(value) is not None
+
+
+@dataclass
+class Header:
+    """What the index keeps of one instance."""
+
+    dataset: Dataset
+    transfer_syntax_uid: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+
+    def text(self, keyword: str) -> str:
+        value = self.dataset.get(keyword, "")
+        if value is None:
+            return ""
+        if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+            return "\\".join(str(v) for v in value)
+        return str(value).strip()
+
+    def integer(self, keyword: str) -> int | None:
+        value = self.dataset.get(keyword)
+        try:
+            return int(value) if value not in (None, "") else None
+        except (TypeError, ValueError):
+            return None
+
+    def metadata_json(self) -> str:
+        return json.dumps(dataset_to_json(self.dataset), separators=(",", ":"))
+
+
+def _drop_bulk(element: DataElement) -> str:
+    # Bulk data is referenced, not inlined: WADO-RS serves it from the object (PS3.18 8.7.3).
+    return ""
+
+
+def dataset_to_json(ds: Dataset) -> dict[str, Any]:
+    """DICOM JSON of ``ds`` with bulk data (pixel data, large binary values) left out."""
+    result: dict[str, Any] = ds.to_json_dict(
+        bulk_data_threshold=_BULK_INLINE_LIMIT, bulk_data_element_handler=_drop_bulk
+    )
+    for tag in [t for t, v in result.items() if v.get("BulkDataURI") == ""]:
+        del result[tag]["BulkDataURI"]
+    return result
+
+
+def read_header(path: str | Path) -> Header:
+    """Parse the header of the Part 10 file at ``path`` and check its Type 1 UIDs.
+
+    Raises
+    ------
+    UnreadableDataset
+        The bytes are not a DICOM dataset pydicom can parse.
+    DatasetDoesNotMatchSopClass
+        SOP Class, SOP Instance, Study or Series Instance UID is missing or malformed
+        (PS3.4 B.2.3: status A900 "Data Set does not match SOP Class").
+    """
+    try:
+        ds = dcmread(path, stop_before_pixels=True, force=True)
+        # Touch every top-level element now so a truncated or corrupt header fails here,
+        # not later while building responses.
+        for _elem in ds:
+            pass
+        meta = ds.file_meta
+        ts = str(meta.get("TransferSyntaxUID", "") or "")
+    except (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError) as exc:
+        raise UnreadableDataset(f"dataset cannot be parsed: {type(exc).__name__}") from exc
+    if len(ds) == 0:
+        raise UnreadableDataset("dataset is empty")
+
+    def uid(keyword: str, fallback: str = "") -> str:
+        value = str(ds.get(keyword, "") or fallback).strip().rstrip("\0")
+        if not value:
+            raise DatasetDoesNotMatchSopClass(f"{keyword} is missing")
+        if not is_valid_uid(value):
+            raise DatasetDoesNotMatchSopClass(f"{keyword} is not a valid UID")
+        return value
+
+    sop_class = uid("SOPClassUID", str(meta.get("MediaStorageSOPClassUID", "")))
+    sop_instance = uid("SOPInstanceUID", str(meta.get("MediaStorageSOPInstanceUID", "")))
+    if not ts:
+        raise UnreadableDataset("transfer syntax unknown")
+    return Header(
+        dataset=ds,
+        transfer_syntax_uid=ts,
+        sop_class_uid=sop_class,
+        sop_instance_uid=sop_instance,
+        study_uid=uid("StudyInstanceUID"),
+        series_uid=uid("SeriesInstanceUID"),
+    )
+
+
+def normalise_name(value: str) -> str:
+    """Person names for case-insensitive matching: the alphabetic group, upper case."""
+    return value.split("=", 1)[0].strip().upper()

@@ -1,0 +1,107 @@
+"""The domain error hierarchy and its one mapping table.
+
+Every failure the archive can report is a :class:`PacsError` with a stable ``code``. The
+table :data:`ERRORS` maps each code to its DIMSE status per service and its HTTP status;
+``pacs.status`` and the HTTP problem handler read it, nobody else chooses numbers.
+The DIMSE values follow PS3.4 Annex B (C-STORE), C.4 (Q/R) and PS3.7 C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PacsError(Exception):
+    """Base of every expected failure; ``str(exc)`` is safe to log (no patient data)."""
+
+    code = "PacsError"
+
+
+class UnreadableDataset(PacsError):
+    code = "UnreadableDataset"
+
+
+class DatasetDoesNotMatchSopClass(PacsError):
+    """A Type 1 UID is missing or malformed, or the dataset contradicts the request."""
+
+    code = "DatasetDoesNotMatchSopClass"
+
+
+class SopClassNotSupported(PacsError):
+    code = "SopClassNotSupported"
+
+
+class InvalidQuery(PacsError):
+    code = "InvalidQuery"
+
+
+class StorageUnavailable(PacsError):
+    code = "StorageUnavailable"
+
+
+class StorageFull(PacsError):
+    code = "StorageFull"
+
+
+class IndexUnavailable(PacsError):
+    code = "IndexUnavailable"
+
+
+class ObjectNotFound(PacsError):
+    code = "ObjectNotFound"
+
+
+class NotFound(PacsError):
+    code = "NotFound"
+
+
+class UnknownMoveDestination(PacsError):
+    code = "UnknownMoveDestination"
+
+
+class Conflict(PacsError):
+    code = "Conflict"
+
+
+class NotAuthorised(PacsError):
+    code = "NotAuthorised"
+
+
+@dataclass(frozen=True)
+class ErrorStatus:
+    """How one error code is reported on each interface."""
+
+    store: int | None
+    find: int | None
+    retrieve: int | None
+    http: int
+
+
+ERRORS: dict[str, ErrorStatus] = {
+    "UnreadableDataset": ErrorStatus(0xC000, None, None, 400),
+    "DatasetDoesNotMatchSopClass": ErrorStatus(0xA900, None, None, 400),
+    "SopClassNotSupported": ErrorStatus(0x0122, 0x0122, 0x0122, 400),
+    "InvalidQuery": ErrorStatus(None, 0xA900, 0xA900, 400),
+    "StorageFull": ErrorStatus(0xA700, 0xA700, 0xA701, 507),
+    "StorageUnavailable": ErrorStatus(0xA700, 0xA700, 0xA702, 503),
+    "IndexUnavailable": ErrorStatus(0xA700, 0xA700, 0xA702, 503),
+    "ObjectNotFound": ErrorStatus(0xA700, None, 0xA702, 404),
+    "UnknownMoveDestination": ErrorStatus(None, None, 0xA801, 404),
+    "NotAuthorised": ErrorStatus(0x0124, 0x0124, 0x0124, 403),
+    "NotFound": ErrorStatus(None, None, None, 404),
+    "Conflict": ErrorStatus(None, None, None, 409),
+}
+"""One row per error code (STYLE.md "Errors → DICOM status codes")."""
+
+UNEXPECTED = ErrorStatus(0xC211, 0xC311, 0xC511, 500)
+"""What an unexpected exception becomes: pynetdicom's own processing-failure codes."""
+
+
+def status_of(exc: BaseException) -> ErrorStatus:
+    """The row of :data:`ERRORS` for ``exc`` (unknown exceptions get :data:`UNEXPECTED`)."""
+    if isinstance(exc, PacsError):
+        for cls in type(exc).__mro__:
+            row = ERRORS.get(getattr(cls, "code", ""))
+            if row is not None:
+                return row
+    return UNEXPECTED

@@ -1,0 +1,74 @@
+"""Engines and sessions of the metadata index, one set per process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.errors import IndexUnavailable
+from storage.index.dialects import configure_sqlite
+
+
+class Database:
+    """The index's engines: one for writes and one for reads.
+
+    On SQLite the two differ (writes begin ``IMMEDIATE``); on PostgreSQL they are the same
+    engine. Every unit of work opens its own session with :meth:`write` or :meth:`read`
+    and commits once; helpers never commit.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.write_engine = create_engine(url, pool_size=16, max_overflow=48)
+            configure_sqlite(self.write_engine, immediate=True)
+            self.read_engine = create_engine(url, pool_size=16, max_overflow=48)
+            configure_sqlite(self.read_engine, immediate=False)
+        else:
+            self.write_engine = create_engine(
+                url, pool_size=8, max_overflow=32, pool_pre_ping=True
+            )
+            self.read_engine = self.write_engine
+        self.dialect = self.write_engine.dialect.name
+        self._write = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._read = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session whose transaction commits when the block ends without error."""
+        try:
+            with self._write.begin() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise IndexUnavailable(f"index write failed: {type(exc).__name__}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        try:
+            with self._read() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise IndexUnavailable(f"index read failed: {type(exc).__name__}") from exc
+
+    def check(self) -> str:
+        """Raise :class:`IndexUnavailable` unless the database answers; return its version."""
+        try:
+            with self.read_engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    return "SQLite " + str(conn.execute(text("select sqlite_version()")).scalar())
+                return str(conn.execute(text("select version()")).scalar()).split(" on ")[0]
+        except SQLAlchemyError as exc:
+            raise IndexUnavailable(f"index unreachable: {type(exc).__name__}") from exc
+
+    def dispose(self) -> None:
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()

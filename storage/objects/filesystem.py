@@ -1,0 +1,111 @@
+"""Objects as files under one directory, written atomically and durably."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from storage.errors import ObjectNotFound, StorageFull, StorageUnavailable
+
+_CHUNK = 1 << 20
+
+
+def _translate(exc: OSError) -> Exception:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(f"object storage is full ({exc.strerror})")
+    return StorageUnavailable(f"object storage failed: {exc.strerror or exc}")
+
+
+class FilesystemStore:
+    """Keys map to paths below ``root``; ``ab/cd/abcdef….dcm`` style keys fan out.
+
+    A put writes a temporary file in the target directory, fsyncs it, renames it into
+    place and fsyncs the directory, so a crash leaves either no object or a whole one.
+    """
+
+    def __init__(self, root: str | Path, *, fsync: bool = True) -> None:
+        self.root = Path(root).resolve()
+        self.url = f"file://{self.root}"
+        self.fsync = fsync
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        if not key or key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"invalid object key: {key!r}")
+        return self.root / key
+
+    def put(self, key: str, data: BinaryIO, *, size: int | None = None) -> str:
+        path = self._path(key)
+        digest = hashlib.sha256()
+        tmp_name = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as out:
+                while chunk := data.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                if self.fsync:
+                    os.fsync(out.fileno())
+            os.replace(tmp_name, path)
+            tmp_name = None
+            if self.fsync:
+                dir_fd = os.open(path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+        except OSError as exc:
+            raise _translate(exc) from exc
+        finally:
+            if tmp_name is not None:
+                try:
+                    os.unlink(tmp_name)
+                except OSError:
+                    pass
+        return digest.hexdigest()
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"object {key} not found") from exc
+        except OSError as exc:
+            raise _translate(exc) from exc
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        with self.open(key) as fh:
+            fh.seek(start)
+            return fh.read(max(0, end - start))
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _translate(exc) from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def keys(self) -> list[str]:
+        found = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not name.startswith(".tmp-"):
+                    found.append(os.path.relpath(os.path.join(dirpath, name), self.root))
+        return sorted(found)
+
+    def check(self) -> None:
+        if not self.root.is_dir() or not os.access(self.root, os.W_OK):
+            raise StorageUnavailable(f"object storage directory is not writable: {self.root}")
+
+    def free_bytes(self) -> int | None:
+        return shutil.disk_usage(self.root).free

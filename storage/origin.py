@@ -1,0 +1,22 @@
+"""Who asked: every service call carries an :class:`Origin` so the service can audit it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The caller of a service operation, as Orthanc's ``DicomInstanceOrigin``.
+
+    ``channel`` is ``dimse``, ``http``, ``hl7`` or ``cli``.
+    """
+
+    channel: str
+    calling_ae: str = ""
+    called_ae: str = ""
+    address: str = ""
+    username: str = ""
+
+
+CLI = Origin(channel="cli", username="cli")
