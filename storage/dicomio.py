@@ -68,8 +68,11 @@ def _drop_bulk(element: DataElement) -> str:
 
 def dataset_to_json(ds: Dataset) -> dict[str, Any]:
     """DICOM JSON of ``ds`` with bulk data (pixel data, large binary values) left out."""
+    # Elements whose values cannot be represented (e.g. an IS of "1A") are left out of the
+    # JSON header; the stored object keeps them as received.
     result: dict[str, Any] = ds.to_json_dict(
-        bulk_data_threshold=_BULK_INLINE_LIMIT, bulk_data_element_handler=_drop_bulk
+        bulk_data_threshold=_BULK_INLINE_LIMIT, bulk_data_element_handler=_drop_bulk,
+        suppress_invalid_tags=True,
     )
     for tag in [t for t, v in result.items() if v.get("BulkDataURI") == ""]:
         del result[tag]["BulkDataURI"]
@@ -88,7 +91,7 @@ def read_header(path: str | Path) -> Header:
         (PS3.4 B.2.3: status A900 "Data Set does not match SOP Class").
     """
     try:
-        ds = dcmread(path, stop_before_pixels=True, force=True)
+        ds = dcmread(path, stop_before_pixels=True)
         # Touch every top-level element now so a truncated or corrupt header fails here,
         # not later while building responses.
         for _elem in ds:

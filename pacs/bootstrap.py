@@ -1,0 +1,111 @@
+"""The composition root: settings → services → listeners. The only module that wires all.
+
+``pacs serve`` runs the HTTP app in the main process and the DICOM listener either in a
+thread of that process (one worker) or in several processes sharing the port through
+SO_REUSEPORT: one Python process is bound by the GIL to about a hundred instances a second,
+and the kernel spreads associations over the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+from typing import Any
+
+import pydicom.config
+
+from pacs.ae import DicomSettings, configure_library, start_dicom
+from pacs.settings import Settings
+from ris.services import Services, build_services
+from storage.index.migrate import upgrade
+
+log = logging.getLogger("pacs")
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    # pydicom reports odd values as warnings that quote them: keep them out of the console.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.ERROR)
+
+
+def prepare(settings: Settings) -> Services:
+    """Library globals, data directory, migrations, services: everything a process needs."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.WARN
+    configure_library()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.storage().database_url)
+    return build_services(settings.storage())
+
+
+def dicom_settings(settings: Settings, *, reuse_port: bool) -> DicomSettings:
+    return DicomSettings(ae_title=settings.ae_title, host=settings.dicom_host,
+                         port=settings.dicom_port, max_pdu=settings.dicom_max_pdu,
+                         max_associations=settings.dicom_max_associations,
+                         reuse_port=reuse_port)
+
+
+def _dicom_worker(settings_json: str, ready: Any) -> None:
+    """Body of one DICOM receiving process (spawned, so nothing is shared by fork)."""
+    configure_logging()
+    settings = Settings.model_validate_json(settings_json)
+    configure_library()
+    services = build_services(settings.storage())
+    server = start_dicom(services, dicom_settings(settings, reuse_port=True))
+    ready.set()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+    services.close()
+
+
+def start_dicom_workers(settings: Settings) -> list[Any]:
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    for n in range(settings.worker_count()):
+        ready = ctx.Event()
+        proc = ctx.Process(target=_dicom_worker, args=(settings.model_dump_json(), ready),
+                           name=f"pacs-dicom-{n}", daemon=True)
+        proc.start()
+        procs.append((proc, ready))
+    for proc, ready in procs:
+        if not ready.wait(60):
+            raise RuntimeError(f"DICOM worker {proc.name} did not start")
+    return [p for p, _ in procs]
+
+
+def serve(settings: Settings) -> None:
+    """Run every listener until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from viewer_api import create_app
+
+    configure_logging()
+    services = prepare(settings)
+    workers = settings.worker_count()
+    procs: list[Any] = []
+    server = None
+    if workers > 1:
+        procs = start_dicom_workers(settings)
+    else:
+        server = start_dicom(services, dicom_settings(settings, reuse_port=False))
+    log.info("DICOM listening on port %d as %s (%d process%s)", settings.dicom_port,
+             settings.ae_title, workers, "es" if workers > 1 else "")
+    log.info("index %s; objects %s", services.db.dialect, services.objects.url)
+    try:
+        uvicorn.run(create_app(services), host=settings.http_host, port=settings.http_port,
+                    log_level="warning")
+    finally:
+        if server is not None:
+            server.shutdown()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join(10)
+        services.close()
+        log.info("stopped")

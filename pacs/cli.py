@@ -1,0 +1,186 @@
+"""The ``pacs`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pacs.settings import Settings
+from storage.errors import PacsError
+from storage.origin import CLI
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.load(args.config)
+
+
+def _services(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from pacs.bootstrap import prepare
+
+    return prepare(_settings(args))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pacs.bootstrap import serve
+
+    serve(_settings(args))
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from storage.index.migrate import upgrade
+
+    url = _settings(args).storage().database_url
+    upgrade(url)
+    print("index schema is up to date")
+    return 0
+
+
+def cmd_ae_add(args: argparse.Namespace) -> int:
+    ae = _services(args).aes.add(args.name, args.host, args.port, args.description)
+    print(f"added {ae.ae_title} {ae.host}:{ae.port}")
+    return 0
+
+
+def cmd_ae_list(args: argparse.Namespace) -> int:
+    aes = _services(args).aes.list()
+    if not aes:
+        print("no known AEs (add one with: pacs ae add NAME HOST PORT)")
+    for ae in aes:
+        print(f"{ae.ae_title:<16} {ae.host}:{ae.port}  {ae.description}".rstrip())
+    return 0
+
+
+def cmd_ae_remove(args: argparse.Namespace) -> int:
+    _services(args).aes.remove(args.name)
+    print(f"removed {args.name}")
+    return 0
+
+
+def _files(paths: list[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            for dirpath, _dirs, names in os.walk(path):
+                for name in sorted(names):
+                    yield Path(dirpath) / name
+        else:
+            yield path
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    services = _services(args)
+    files = list(_files(args.paths))
+    missing = [p for p in args.paths if not p.exists()]
+    outcomes: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    examples: dict[str, Path] = {}
+
+    def one(path: Path) -> tuple[Path, str, str]:
+        try:
+            return path, services.archive.store(path, CLI).outcome.value, ""
+        except PacsError as exc:
+            return path, "skipped", str(exc)
+        except Exception as exc:  # one bad file must not stop an import of thousands
+            return path, "skipped", f"unexpected error {type(exc).__name__}"
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool, tqdm(
+            total=len(files), unit="file", disable=args.quiet) as bar:
+        for path, outcome, reason in pool.map(one, files):
+            outcomes[outcome] += 1
+            if reason:
+                skipped[reason] += 1
+                examples.setdefault(reason, path)
+            bar.update()
+    services.close()
+    print(f"{len(files)} files: {outcomes['stored']} stored, {outcomes['revised']} new revisions,"
+          f" {outcomes['duplicate']} already archived, {outcomes['skipped']} skipped")
+    for reason, n in skipped.most_common():
+        print(f"  skipped {n}: {reason} (e.g. {examples[reason]})")
+    for path in missing:
+        print(f"  not found: {path}", file=sys.stderr)
+    storage_failures = sum(n for r, n in skipped.items() if "storage" in r or "index" in r)
+    return 1 if missing or storage_failures else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from storage.verify import indexed_objects, verify
+
+    services = _services(args)
+    total = len(indexed_objects(services.db))
+    findings = []
+    with tqdm(total=total, unit="object", disable=args.quiet) as bar:
+        for finding in verify(services.db, services.objects, progress=bar.update):
+            findings.append(finding)
+    for f in findings:
+        print(f"{f.problem.value}: {f.object_key} {f.sop_instance_uid}".rstrip())
+    print(f"checked {total} indexed objects: "
+          + ("everything is consistent" if not findings else f"{len(findings)} problem(s)"))
+    return 1 if findings else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pacs", description="Filmless PACS: DICOM archive, RIS and web viewer.")
+    p.add_argument("--config", type=Path, default=None,
+                   help="TOML settings file (environment variables PACS_* win)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="start the DICOM, HTTP and HL7 listeners")
+    s.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="index database maintenance").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION")
+    db.add_parser("upgrade", help="create or migrate the index schema").set_defaults(
+        func=cmd_db_upgrade)
+
+    ae = sub.add_parser("ae", help="known DICOM peers (C-MOVE destinations)").add_subparsers(
+        dest="ae_command", required=True, metavar="ACTION")
+    a = ae.add_parser("add", help="register an AE: NAME HOST PORT")
+    a.add_argument("name")
+    a.add_argument("host")
+    a.add_argument("port", type=int)
+    a.add_argument("--description", default="")
+    a.set_defaults(func=cmd_ae_add)
+    ae.add_parser("list", help="list registered AEs").set_defaults(func=cmd_ae_list)
+    r = ae.add_parser("remove", help="forget an AE")
+    r.add_argument("name")
+    r.set_defaults(func=cmd_ae_remove)
+
+    i = sub.add_parser("import", help="archive DICOM files from folders (recursive)")
+    i.add_argument("paths", nargs="+", type=Path, help="files or folders")
+    i.add_argument("--jobs", type=int, default=2, help="parallel imports (default 2)")
+    i.add_argument("--quiet", action="store_true", help="no progress bar")
+    i.set_defaults(func=cmd_import)
+
+    v = sub.add_parser("verify", help="check that index and object storage agree")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(func=cmd_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pacs.bootstrap import configure_logging
+
+    args = parser().parse_args(argv)
+    if args.command != "serve":
+        configure_logging(logging.WARNING)
+    try:
+        return int(args.func(args))
+    except PacsError as exc:
+        print(f"pacs: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"pacs: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
