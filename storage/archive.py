@@ -120,8 +120,14 @@ class Archive:
         except PacsError:
             log.warning("could not remove object %s; pacs verify will report it", key)
 
-    def _id_of(self, s: Session, column: Any, value: str) -> int:
-        return int(s.execute(select(column.class_.id).where(column == value)).scalar_one())
+    def _upsert(self, s: Session, entity: Any, key: Any, value: str,
+                **values: Any) -> tuple[int, bool]:
+        """``(primary key, created)`` of the row whose ``key`` is ``value``."""
+        new_id = s.execute(insert_ignore(self.db.dialect, entity, **{key.key: value},
+                                         **values)).scalar()
+        if new_id is not None:
+            return int(new_id), True
+        return int(s.execute(select(entity.id).where(key == value)).scalar_one()), False
 
     def _index(self, h: Header, key: str, size: int, sha256: str,
                origin: Origin) -> StoreOutcome:
@@ -136,18 +142,16 @@ class Archive:
                                  detail={"sop_instance_uid": h.sop_instance_uid}))
                 return StoreOutcome.DUPLICATE
 
-            dialect = self.db.dialect
             name = h.text("PatientName")
-            new_patient = s.execute(insert_ignore(
-                dialect, Patient, patient_id=patient_id, patient_name=name,
+            patient_pk, new_patient = self._upsert(
+                s, Patient, Patient.patient_id, patient_id, patient_name=name,
                 patient_name_norm=normalise_name(name), birth_date=h.text("PatientBirthDate")[:8],
                 sex=h.text("PatientSex")[:16], created_at=now,
-                num_studies=0, num_series=0, num_instances=0)).rowcount == 1
-            patient_pk = self._id_of(s, Patient.patient_id, patient_id)
+                num_studies=0, num_series=0, num_instances=0)
 
             referring = h.text("ReferringPhysicianName")
-            new_study = s.execute(insert_ignore(
-                dialect, Study, study_uid=h.study_uid, patient_fk=patient_pk,
+            study_pk, new_study = self._upsert(
+                s, Study, Study.study_uid, h.study_uid, patient_fk=patient_pk,
                 study_date=h.text("StudyDate")[:8], study_time=h.text("StudyTime")[:16],
                 accession_number=h.text("AccessionNumber")[:64], study_id=h.text("StudyID")[:16],
                 description=h.text("StudyDescription")[:64],
@@ -155,18 +159,16 @@ class Archive:
                 referring_physician_norm=normalise_name(referring),
                 institution_name=h.text("InstitutionName")[:64], modalities="\\",
                 num_series=0, num_instances=0, size_bytes=0, created_at=now,
-                updated_at=now)).rowcount == 1
-            study_pk = self._id_of(s, Study.study_uid, h.study_uid)
+                updated_at=now)
 
             modality = h.text("Modality")[:16]
-            new_series = s.execute(insert_ignore(
-                dialect, Series, series_uid=h.series_uid, study_fk=study_pk, modality=modality,
+            series_pk, new_series = self._upsert(
+                s, Series, Series.series_uid, h.series_uid, study_fk=study_pk, modality=modality,
                 series_number=h.integer("SeriesNumber"),
                 description=h.text("SeriesDescription")[:64],
                 body_part=h.text("BodyPartExamined")[:16],
                 station_name=h.text("StationName")[:16], series_date=h.text("SeriesDate")[:8],
-                num_instances=0, created_at=now)).rowcount == 1
-            series_pk = self._id_of(s, Series.series_uid, h.series_uid)
+                num_instances=0, created_at=now)
 
             values = dict(
                 series_fk=series_pk, sop_class_uid=h.sop_class_uid,

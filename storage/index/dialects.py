@@ -10,14 +10,14 @@ from sqlalchemy.sql.dml import Insert
 
 
 def insert_ignore(engine_dialect: str, table: Any, **values: Any) -> Insert:
-    """``INSERT … ON CONFLICT DO NOTHING`` for the engine's dialect.
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING id`` for the engine's dialect.
 
     Two associations may create the same patient, study or series at once; the loser's
-    insert is ignored and it reads the winner's row instead of failing.
+    insert is ignored (it returns no row) and it reads the winner's row instead of failing.
     """
-    if engine_dialect == "postgresql":
-        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
-    return sqlite.insert(table).values(**values).on_conflict_do_nothing()
+    table = getattr(table, "__table__", table)
+    insert = postgresql.insert if engine_dialect == "postgresql" else sqlite.insert
+    return insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
 
 
 def configure_sqlite(engine: Engine, *, immediate: bool, synchronous: str = "FULL") -> None:

@@ -143,25 +143,22 @@ class TestFilesystemStore(ObjectStoreContract):
     def store(self, tmp_path: Path) -> ObjectStore:
         return open_store(f"file://{tmp_path / 'objects'}", fsync=True)
 
-    @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-    def test_put_into_read_only_directory(self, tmp_path: Path) -> None:
-        root = tmp_path / "ro"
+    def test_put_where_directory_cannot_be_made(self, tmp_path: Path) -> None:
+        # A regular file where the fan-out directory should be: mkdir fails even for root.
+        root = tmp_path / "objects"
         store = FilesystemStore(root)
-        (root / "ab").mkdir()
-        root.chmod(0o555)
-        (root / "ab").chmod(0o555)
-        try:
-            with pytest.raises(StorageUnavailable):
-                _put(store, "ab/obj", b"x")
-            with pytest.raises(StorageUnavailable):
-                _put(store, "cd/obj", b"x")
-            with pytest.raises(StorageUnavailable):
-                store.check()
-        finally:
-            (root / "ab").chmod(0o755)
-            root.chmod(0o755)
-        assert store.keys() == []
+        (root / "ab").write_bytes(b"not a directory")
+        with pytest.raises(StorageUnavailable):
+            _put(store, "ab/obj", b"x")
+        assert store.keys() == ["ab"]
         assert list(root.rglob(".tmp-*")) == []
+
+    def test_check_fails_when_root_is_gone(self, tmp_path: Path) -> None:
+        store = FilesystemStore(tmp_path / "objects")
+        (tmp_path / "objects").rmdir()
+        (tmp_path / "objects").write_bytes(b"")
+        with pytest.raises(StorageUnavailable):
+            store.check()
 
     @pytest.mark.parametrize(
         ("err", "expected"), [(errno.EROFS, StorageUnavailable), (errno.ENOSPC, StorageFull)]
