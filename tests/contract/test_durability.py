@@ -1,0 +1,112 @@
+"""Nothing acknowledged is ever lost: faults injected at each step of the store pipeline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pynetdicom import AE
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+
+from ris.services import Services
+from storage.archive import StoreOutcome
+from storage.origin import Origin
+from storage.verify import Problem, verify
+from tests.conftest import Listener
+from tests.support.data import real_file
+
+ORIGIN = Origin(channel="dimse", calling_ae="TEST")
+
+
+def _send(listener: Listener, path: Path) -> int:
+    ds = dcmread(path)
+    ae = AE("FAULTS")
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate(listener.host, listener.port, ae_title=listener.ae_title)
+    assert assoc.is_established
+    status = assoc.send_c_store(ds)
+    assoc.release()
+    return int(status.Status)
+
+
+def test_index_failure_during_commit_gives_a700_and_leaves_nothing(
+        listener: Listener) -> None:
+    services = listener.services
+    engine = services.db.write_engine
+
+    def fail_commit(conn: object) -> None:
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    event.listen(engine, "commit", fail_commit)
+    try:
+        assert _send(listener, real_file("CT_small.dcm")) == 0xA700
+    finally:
+        event.remove(engine, "commit", fail_commit)
+    assert services.archive.count()["instances"] == 0
+    assert services.objects.keys() == []  # the object put before the commit was removed
+    # The listener still serves, and the modality's retry succeeds.
+    assert _send(listener, real_file("CT_small.dcm")) == 0x0000
+    assert services.archive.count()["instances"] == 1
+    assert list(verify(services.db, services.objects)) == []
+
+
+def test_storage_failure_gives_a700_and_indexes_nothing(sqlite_listener: Listener,
+                                                        tmp_path: Path) -> None:
+    services = sqlite_listener.services
+    root = Path(services.objects.url.removeprefix("file://"))
+    moved = root.with_name("objects-away")
+    root.rename(moved)
+    root.write_bytes(b"")  # a file where the directory should be: every put fails
+    try:
+        assert _send(sqlite_listener, real_file("CT_small.dcm")) == 0xA700
+        assert services.archive.count()["instances"] == 0
+    finally:
+        root.unlink()
+        moved.rename(root)
+    assert _send(sqlite_listener, real_file("CT_small.dcm")) == 0x0000
+
+
+CRASH = """
+import os, sys
+from sqlalchemy import event
+from storage import StorageSettings
+from ris.services import build_services
+from storage.origin import Origin
+svc = build_services(StorageSettings(database_url=sys.argv[1], storage_url=sys.argv[2]))
+if sys.argv[4] == "before-commit":
+    event.listen(svc.db.write_engine, "commit", lambda conn: os._exit(17))
+else:
+    index = svc.archive._index
+    def index_then_die(*args, **kwargs):
+        index(*args, **kwargs)
+        os._exit(17)  # committed, but the peer never hears back
+    svc.archive._index = index_then_die
+svc.archive.store(sys.argv[3], Origin(channel="dimse"))
+"""
+
+
+@pytest.mark.parametrize("moment", ["before-commit", "after-commit"])
+def test_process_crash_mid_store(services: Services, tmp_path: Path, moment: str) -> None:
+    """A crash between put and commit leaves an orphan object, never a row without object;
+    a crash after commit leaves a complete, retrievable instance."""
+    settings = services.settings
+    proc = subprocess.run([sys.executable, "-c", CRASH, settings.database_url,
+                           settings.storage_url, str(real_file("CT_small.dcm")), moment],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 17, proc.stderr
+    findings = list(verify(services.db, services.objects))
+    if moment == "before-commit":
+        assert services.archive.count()["instances"] == 0
+        assert [f.problem for f in findings] == [Problem.ORPHAN_OBJECT]
+        assert services.archive.store(real_file("CT_small.dcm"), ORIGIN).outcome \
+            is StoreOutcome.STORED
+    else:
+        assert findings == []
+        assert services.archive.count()["instances"] == 1
+        # The peer never got its answer and sends again: a no-op success.
+        assert services.archive.store(real_file("CT_small.dcm"), ORIGIN).outcome \
+            is StoreOutcome.DUPLICATE
