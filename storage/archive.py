@@ -9,7 +9,6 @@ an index row without its object.
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import uuid
@@ -20,27 +19,21 @@ from typing import Any, BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage.audit import AuditLog, make_event, utcnow
-from storage.dicomio import Header, normalise_name, read_header
+from storage.audit import AuditLog
+from storage.dicomio import read_header
 from storage.errors import DatasetDoesNotMatchSopClass, PacsError
 from storage.index import results
 from storage.index.database import Database
-from storage.index.dialects import insert_ignore
-from storage.index.models import Instance, Patient, Revision, Series, Study
+from storage.index.models import Instance, Patient, Series, Study
 from storage.index.query import Level, Query, build_select
+from storage.index.writer import InstanceWriter, StoreOutcome
 from storage.objects import ObjectStore
 from storage.origin import Origin
 
 log = logging.getLogger(__name__)
-
-
-class StoreOutcome(enum.StrEnum):
-    STORED = "stored"
-    DUPLICATE = "duplicate"  # identical bytes already archived: a no-op success
-    REVISED = "revised"  # different bytes under a known SOP Instance UID: new revision
 
 
 @dataclass(frozen=True)
@@ -76,6 +69,7 @@ class Archive:
         self.objects = objects
         self.audit = audit
         self.find_limit = find_limit
+        self._writer = InstanceWriter(db)
 
     # -- store ------------------------------------------------------------------------------
     def store(self, path: str | Path, origin: Origin, *, sop_class_uid: str | None = None,
@@ -103,7 +97,7 @@ class Archive:
             with open(path, "rb") as fh:
                 sha256 = self.objects.put(key, fh, size=size)
             try:
-                outcome = self._index(header, key, size, sha256, origin)
+                outcome = self._writer.write(header, key, size, sha256, origin)
             except BaseException:
                 self._discard(key)
                 raise
@@ -119,116 +113,6 @@ class Archive:
             self.objects.delete(key)
         except PacsError:
             log.warning("could not remove object %s; pacs verify will report it", key)
-
-    def _upsert(self, s: Session, entity: Any, key: Any, value: str,
-                **values: Any) -> tuple[int, bool]:
-        """``(primary key, created)`` of the row whose ``key`` is ``value``."""
-        new_id = s.execute(insert_ignore(self.db.dialect, entity, **{key.key: value},
-                                         **values)).scalar()
-        if new_id is not None:
-            return int(new_id), True
-        return int(s.execute(select(entity.id).where(key == value)).scalar_one()), False
-
-    def _index(self, h: Header, key: str, size: int, sha256: str,
-               origin: Origin) -> StoreOutcome:
-        now = utcnow()
-        patient_id = h.text("PatientID")[:64]
-        with self.db.write() as s:
-            existing = s.scalar(
-                select(Instance).where(Instance.sop_instance_uid == h.sop_instance_uid))
-            if existing is not None and existing.sha256 == sha256:
-                s.add(make_event(origin, "store", "duplicate", patient_id=patient_id,
-                                 study_uid=h.study_uid,
-                                 detail={"sop_instance_uid": h.sop_instance_uid}))
-                return StoreOutcome.DUPLICATE
-
-            name = h.text("PatientName")
-            patient_pk, new_patient = self._upsert(
-                s, Patient, Patient.patient_id, patient_id, patient_name=name,
-                patient_name_norm=normalise_name(name), birth_date=h.text("PatientBirthDate")[:8],
-                sex=h.text("PatientSex")[:16], created_at=now,
-                num_studies=0, num_series=0, num_instances=0)
-
-            referring = h.text("ReferringPhysicianName")
-            study_pk, new_study = self._upsert(
-                s, Study, Study.study_uid, h.study_uid, patient_fk=patient_pk,
-                study_date=h.text("StudyDate")[:8], study_time=h.text("StudyTime")[:16],
-                accession_number=h.text("AccessionNumber")[:64], study_id=h.text("StudyID")[:16],
-                description=h.text("StudyDescription")[:64],
-                referring_physician_name=referring,
-                referring_physician_norm=normalise_name(referring),
-                institution_name=h.text("InstitutionName")[:64], modalities="\\",
-                num_series=0, num_instances=0, size_bytes=0, created_at=now,
-                updated_at=now)
-
-            modality = h.text("Modality")[:16]
-            series_pk, new_series = self._upsert(
-                s, Series, Series.series_uid, h.series_uid, study_fk=study_pk, modality=modality,
-                series_number=h.integer("SeriesNumber"),
-                description=h.text("SeriesDescription")[:64],
-                body_part=h.text("BodyPartExamined")[:16],
-                station_name=h.text("StationName")[:16], series_date=h.text("SeriesDate")[:8],
-                num_instances=0, created_at=now)
-
-            values = dict(
-                series_fk=series_pk, sop_class_uid=h.sop_class_uid,
-                instance_number=h.integer("InstanceNumber"), rows=h.integer("Rows"),
-                columns=h.integer("Columns"), number_of_frames=h.integer("NumberOfFrames"),
-                transfer_syntax_uid=h.transfer_syntax_uid, object_key=key, size=size,
-                sha256=sha256, received_at=now, calling_ae=origin.calling_ae[:16],
-                source_address=origin.address[:64], metadata_json=h.metadata_json())
-            if existing is None:
-                s.add(Instance(sop_instance_uid=h.sop_instance_uid, revision=1, **values))
-                outcome = StoreOutcome.STORED
-            else:
-                # PS3.4 B.4.1 leaves duplicates to the SCP: keep both, the newest wins.
-                s.add(Revision(
-                    sop_instance_uid=existing.sop_instance_uid, revision=existing.revision,
-                    object_key=existing.object_key, size=existing.size,
-                    sha256=existing.sha256, transfer_syntax_uid=existing.transfer_syntax_uid,
-                    received_at=existing.received_at, superseded_at=now,
-                    calling_ae=existing.calling_ae))
-                self._count(s, existing.series_fk, -1, -existing.size)
-                for field, value in values.items():
-                    setattr(existing, field, value)
-                existing.revision += 1
-                s.flush()
-                outcome = StoreOutcome.REVISED
-
-            self._count(s, series_pk, +1, size)
-            if new_series:
-                s.execute(update(Study).where(Study.id == study_pk).values(
-                    num_series=Study.num_series + 1))
-                s.execute(update(Patient).where(Patient.id == patient_pk).values(
-                    num_series=Patient.num_series + 1))
-                if modality and "\\" not in modality:
-                    s.execute(update(Study).where(
-                        Study.id == study_pk,
-                        Study.modalities.not_like(f"%\\{modality}\\%", escape="|")).values(
-                        modalities=Study.modalities + f"{modality}\\"))
-            if new_study:
-                s.execute(update(Patient).where(Patient.id == patient_pk).values(
-                    num_studies=Patient.num_studies + 1))
-            s.add(make_event(
-                origin, "store", outcome.value, patient_id=patient_id, study_uid=h.study_uid,
-                detail={"sop_instance_uid": h.sop_instance_uid, "new_patient": new_patient}
-                if outcome is StoreOutcome.STORED else
-                {"sop_instance_uid": h.sop_instance_uid, "replaced_sha256": existing.sha256
-                 if existing is not None else ""}))
-        return outcome
-
-    def _count(self, s: Session, series_pk: int, n: int, size: int) -> None:
-        """Add ``n`` instances of ``size`` bytes to a series and its study and patient."""
-        study_pk = s.execute(select(Series.study_fk).where(Series.id == series_pk)).scalar_one()
-        patient_pk = s.execute(
-            select(Study.patient_fk).where(Study.id == study_pk)).scalar_one()
-        s.execute(update(Series).where(Series.id == series_pk).values(
-            num_instances=Series.num_instances + n))
-        s.execute(update(Study).where(Study.id == study_pk).values(
-            num_instances=Study.num_instances + n, size_bytes=Study.size_bytes + size,
-            updated_at=utcnow()))
-        s.execute(update(Patient).where(Patient.id == patient_pk).values(
-            num_instances=Patient.num_instances + n))
 
     # -- find -------------------------------------------------------------------------------
     def find(self, query: Query, origin: Origin) -> Iterator[Dataset]:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,6 +47,15 @@ class Database:
         try:
             with self._write.begin() as session:
                 yield session
+        except SQLAlchemyError as exc:
+            raise IndexUnavailable(f"index write failed: {type(exc).__name__}") from exc
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """A Core connection in a transaction, for the hot ingest path (no ORM overhead)."""
+        try:
+            with self.write_engine.begin() as conn:
+                yield conn
         except SQLAlchemyError as exc:
             raise IndexUnavailable(f"index write failed: {type(exc).__name__}") from exc
 

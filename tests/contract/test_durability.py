@@ -80,11 +80,11 @@ svc = build_services(StorageSettings(database_url=sys.argv[1], storage_url=sys.a
 if sys.argv[4] == "before-commit":
     event.listen(svc.db.write_engine, "commit", lambda conn: os._exit(17))
 else:
-    index = svc.archive._index
+    index = svc.archive._writer.write
     def index_then_die(*args, **kwargs):
         index(*args, **kwargs)
         os._exit(17)  # committed, but the peer never hears back
-    svc.archive._index = index_then_die
+    svc.archive._writer.write = index_then_die
 svc.archive.store(sys.argv[3], Origin(channel="dimse"))
 """
 

@@ -1,0 +1,188 @@
+"""Writing one instance into the index: the hot path of ingest.
+
+Statements are built once and executed on a Core connection, and the patient/study/series
+keys of recently seen series are cached per process, so a CT series of 300 slices costs
+three upserts once and then one insert, three counter updates and one audit row per slice,
+all in the one transaction that also makes the instance visible.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from storage.audit import AUDIT_INSERT, event_values, utcnow
+from storage.dicomio import Header, normalise_name
+from storage.index.database import Database
+from storage.index.dialects import insert_ignore
+from storage.index.models import Instance, Patient, Revision, Series, Study
+from storage.origin import Origin
+
+_P, _S, _R, _I = (Patient.__table__, Study.__table__, Series.__table__, Instance.__table__)
+
+SELECT_EXISTING = select(_I.c.id, _I.c.sha256, _I.c.series_fk, _I.c.size, _I.c.revision,
+                         _I.c.object_key, _I.c.transfer_syntax_uid, _I.c.received_at,
+                         _I.c.calling_ae).where(_I.c.sop_instance_uid == bindparam("uid"))
+SERIES_PARENTS = select(_R.c.study_fk, _S.c.patient_fk).join(
+    _S, _R.c.study_fk == _S.c.id).where(_R.c.id == bindparam("pk"))
+COUNT_SERIES = update(_R).where(_R.c.id == bindparam("pk")).values(
+    num_instances=_R.c.num_instances + bindparam("n"))
+COUNT_STUDY = update(_S).where(_S.c.id == bindparam("pk")).values(
+    num_instances=_S.c.num_instances + bindparam("n"),
+    size_bytes=_S.c.size_bytes + bindparam("bytes"), updated_at=bindparam("now"))
+COUNT_PATIENT = update(_P).where(_P.c.id == bindparam("pk")).values(
+    num_instances=_P.c.num_instances + bindparam("n"))
+NEW_SERIES_IN_STUDY = update(_S).where(_S.c.id == bindparam("pk")).values(
+    num_series=_S.c.num_series + 1)
+NEW_SERIES_OF_PATIENT = update(_P).where(_P.c.id == bindparam("pk")).values(
+    num_series=_P.c.num_series + 1)
+NEW_STUDY_OF_PATIENT = update(_P).where(_P.c.id == bindparam("pk")).values(
+    num_studies=_P.c.num_studies + 1)
+ADD_MODALITY = update(_S).where(
+    _S.c.id == bindparam("pk"),
+    _S.c.modalities.not_like(bindparam("pattern"), escape="|"),
+).values(modalities=_S.c.modalities + bindparam("suffix"))
+INSERT_INSTANCE = insert(_I)
+INSERT_REVISION = insert(Revision.__table__)
+REPLACE_INSTANCE = update(_I).where(_I.c.id == bindparam("pk"))
+
+
+class StoreOutcome(enum.StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # identical bytes already archived: a no-op success
+    REVISED = "revised"  # different bytes under a known SOP Instance UID: new revision
+
+
+class InstanceWriter:
+    """Index one received object, with its audit record, in one transaction."""
+
+    def __init__(self, db: Database, *, cache_size: int = 4096) -> None:
+        self._db = db
+        self._cache: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def write(self, h: Header, key: str, size: int, sha256: str,
+              origin: Origin) -> StoreOutcome:
+        now = utcnow()
+        patient_id = h.text("PatientID")[:64]
+        audit = dict(patient_id=patient_id, study_uid=h.study_uid)
+        with self._db.write_connection() as conn:
+            existing = conn.execute(SELECT_EXISTING, {"uid": h.sop_instance_uid}).first()
+            if existing is not None and existing.sha256 == sha256:
+                conn.execute(AUDIT_INSERT, event_values(
+                    origin, "store", "duplicate", **audit,
+                    detail={"sop_instance_uid": h.sop_instance_uid}))
+                return StoreOutcome.DUPLICATE
+            patient_pk, study_pk, series_pk = self._hierarchy(conn, h, patient_id, now)
+            values = dict(
+                series_fk=series_pk, sop_class_uid=h.sop_class_uid,
+                instance_number=h.integer("InstanceNumber"), rows=h.integer("Rows"),
+                columns=h.integer("Columns"), number_of_frames=h.integer("NumberOfFrames"),
+                transfer_syntax_uid=h.transfer_syntax_uid, object_key=key, size=size,
+                sha256=sha256, received_at=now, calling_ae=origin.calling_ae[:16],
+                source_address=origin.address[:64], metadata_json=h.metadata_json())
+            if existing is None:
+                conn.execute(INSERT_INSTANCE, dict(values, sop_instance_uid=h.sop_instance_uid,
+                                                   revision=1))
+                outcome, detail = StoreOutcome.STORED, {}
+            else:
+                # PS3.4 B.4.1 leaves duplicates to the SCP: keep both, the newest wins.
+                conn.execute(INSERT_REVISION, dict(
+                    sop_instance_uid=h.sop_instance_uid, revision=existing.revision,
+                    object_key=existing.object_key, size=existing.size,
+                    sha256=existing.sha256, transfer_syntax_uid=existing.transfer_syntax_uid,
+                    received_at=existing.received_at, superseded_at=now,
+                    calling_ae=existing.calling_ae))
+                old_study, old_patient = conn.execute(
+                    SERIES_PARENTS, {"pk": existing.series_fk}).one()
+                self._count(conn, (old_patient, old_study, existing.series_fk), -1,
+                            -existing.size, now)
+                conn.execute(REPLACE_INSTANCE, dict(values, pk=existing.id,
+                                                    revision=existing.revision + 1))
+                outcome = StoreOutcome.REVISED
+                detail = {"replaced_sha256": existing.sha256, "revision": existing.revision + 1}
+            self._count(conn, (patient_pk, study_pk, series_pk), +1, size, now)
+            conn.execute(AUDIT_INSERT, event_values(
+                origin, "store", outcome.value, **audit,
+                detail={"sop_instance_uid": h.sop_instance_uid, **detail}))
+        self._remember(h.series_uid, (patient_pk, study_pk, series_pk))
+        return outcome
+
+    @staticmethod
+    def _count(conn: Connection, keys: tuple[int, int, int], n: int, size: int,
+               now: Any) -> None:
+        patient_pk, study_pk, series_pk = keys
+        conn.execute(COUNT_SERIES, {"pk": series_pk, "n": n})
+        conn.execute(COUNT_STUDY, {"pk": study_pk, "n": n, "bytes": size, "now": now})
+        conn.execute(COUNT_PATIENT, {"pk": patient_pk, "n": n})
+
+    def _remember(self, series_uid: str, keys: tuple[int, int, int]) -> None:
+        with self._lock:
+            self._cache[series_uid] = keys
+            self._cache.move_to_end(series_uid)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def forget(self) -> None:
+        """Drop cached keys (after the hierarchy was changed by other means)."""
+        with self._lock:
+            self._cache.clear()
+
+    def _hierarchy(self, conn: Connection, h: Header, patient_id: str,
+                   now: Any) -> tuple[int, int, int]:
+        """Primary keys of the instance's patient, study and series, creating them if new.
+
+        Only committed keys are cached, so a rolled-back creation is never reused.
+        """
+        with self._lock:
+            cached = self._cache.get(h.series_uid)
+        if cached is not None:
+            return cached
+        dialect = self._db.dialect
+
+        def upsert(table: Any, column: Any, value: str, **values: Any) -> tuple[int, bool]:
+            new_id = conn.execute(insert_ignore(dialect, table, **{column.key: value},
+                                                **values)).scalar()
+            if new_id is not None:
+                return int(new_id), True
+            return int(conn.execute(select(table.c.id).where(column == value)).scalar_one()), \
+                False
+
+        name = h.text("PatientName")
+        patient_pk, _ = upsert(
+            _P, _P.c.patient_id, patient_id, patient_name=name,
+            patient_name_norm=normalise_name(name), birth_date=h.text("PatientBirthDate")[:8],
+            sex=h.text("PatientSex")[:16], created_at=now,
+            num_studies=0, num_series=0, num_instances=0)
+        referring = h.text("ReferringPhysicianName")
+        study_pk, new_study = upsert(
+            _S, _S.c.study_uid, h.study_uid, patient_fk=patient_pk,
+            study_date=h.text("StudyDate")[:8], study_time=h.text("StudyTime")[:16],
+            accession_number=h.text("AccessionNumber")[:64], study_id=h.text("StudyID")[:16],
+            description=h.text("StudyDescription")[:64],
+            referring_physician_name=referring,
+            referring_physician_norm=normalise_name(referring),
+            institution_name=h.text("InstitutionName")[:64], modalities="\\",
+            num_series=0, num_instances=0, size_bytes=0, created_at=now, updated_at=now)
+        modality = h.text("Modality")[:16]
+        series_pk, new_series = upsert(
+            _R, _R.c.series_uid, h.series_uid, study_fk=study_pk, modality=modality,
+            series_number=h.integer("SeriesNumber"), description=h.text("SeriesDescription")[:64],
+            body_part=h.text("BodyPartExamined")[:16], station_name=h.text("StationName")[:16],
+            series_date=h.text("SeriesDate")[:8], num_instances=0, created_at=now)
+        if new_series:
+            conn.execute(NEW_SERIES_IN_STUDY, {"pk": study_pk})
+            conn.execute(NEW_SERIES_OF_PATIENT, {"pk": patient_pk})
+            if modality and "\\" not in modality:
+                conn.execute(ADD_MODALITY, {"pk": study_pk, "pattern": f"%\\{modality}\\%",
+                                            "suffix": f"{modality}\\"})
+        if new_study:
+            conn.execute(NEW_STUDY_OF_PATIENT, {"pk": patient_pk})
+        # A series found (not created) may belong to another study than the header says;
+        # the index keeps the first placement, as Orthanc does.
+        return patient_pk, study_pk, series_pk
