@@ -111,7 +111,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from storage.verify import indexed_objects, verify
+    from storage.verify import Problem, indexed_objects, verify
 
     services = _services(args)
     total = len(indexed_objects(services.db))
@@ -123,6 +123,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"{f.problem.value}: {f.object_key} {f.sop_instance_uid}".rstrip())
     print(f"checked {total} indexed objects: "
           + ("everything is consistent" if not findings else f"{len(findings)} problem(s)"))
+    if args.repair:
+        orphans = [f.object_key for f in findings if f.problem is Problem.ORPHAN_OBJECT]
+        for key in orphans:
+            try:
+                print(f"adopted {key}: {services.archive.adopt(key, CLI).value}")
+            except PacsError as exc:
+                print(f"cannot adopt {key}: {exc}")
+            else:
+                findings = [f for f in findings if f.object_key != key]
+        print(f"repaired {len(orphans) - sum(f.problem is Problem.ORPHAN_OBJECT for f in findings)}"
+              f" of {len(orphans)} objects without index row")
+    services.close()
     return 1 if findings else 0
 
 
@@ -162,6 +174,8 @@ def parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="check that index and object storage agree")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.add_argument("--repair", action="store_true",
+                   help="index objects that have no index row (after a crash or power loss)")
     v.set_defaults(func=cmd_verify)
     return p
 

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     storage_url: str = ""
     s3_endpoint_url: str | None = None
     fsync: bool = True
+    sqlite_synchronous: str = "FULL"
     find_limit: int = Field(1000, description="C-FIND / QIDO answers at most this many matches")
 
     @classmethod
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
             s3_endpoint_url=self.s3_endpoint_url,
             fsync=self.fsync,
             find_limit=self.find_limit,
+            sqlite_synchronous=self.sqlite_synchronous,
         )
 
     def worker_count(self) -> int:

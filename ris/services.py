@@ -30,7 +30,7 @@ class Services:
 
 def build_services(settings: StorageSettings) -> Services:
     """Open the index engine and the object store once for this process."""
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     objects = open_store(settings.storage_url, fsync=settings.fsync,
                          endpoint_url=settings.s3_endpoint_url)
     audit = AuditLog(db)

@@ -9,8 +9,10 @@ an index row without its object.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -107,6 +109,26 @@ class Archive:
         except PacsError as exc:
             self.audit.record(origin, "store", f"failed:{exc.code}")
             raise
+
+    def adopt(self, key: str, origin: Origin) -> StoreOutcome:
+        """Index an object that is in storage without an index row (``pacs verify --repair``).
+
+        Objects are made durable before the index commits, so after a power loss the index
+        may lack the last rows but the objects are there: adopting them restores every
+        acknowledged instance. An orphan identical to an indexed object is removed.
+        """
+        digest = hashlib.sha256()
+        with tempfile.NamedTemporaryFile(suffix=".dcm") as tmp:
+            with self.objects.open(key) as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+                    tmp.write(chunk)
+            tmp.flush()
+            header = read_header(tmp.name)
+            outcome = self._writer.write(header, key, tmp.tell(), digest.hexdigest(), origin)
+        if outcome is StoreOutcome.DUPLICATE:
+            self._discard(key)
+        return outcome
 
     def _discard(self, key: str) -> None:
         try:

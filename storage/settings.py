@@ -16,6 +16,7 @@ class StorageSettings:
     s3_endpoint_url : custom S3 endpoint (MinIO, Ceph, moto); ``None`` for AWS.
     fsync : flush objects to stable storage before a store is acknowledged.
     find_limit : the most matches one query returns (C-FIND, QIDO-RS).
+    sqlite_synchronous : SQLite ``synchronous`` pragma of the index, ``FULL`` or ``NORMAL``.
     """
 
     database_url: str
@@ -23,3 +24,4 @@ class StorageSettings:
     s3_endpoint_url: str | None = None
     fsync: bool = True
     find_limit: int = 1000
+    sqlite_synchronous: str = "FULL"

@@ -22,16 +22,16 @@ class Database:
     and commits once; helpers never commit.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
         self.url = url
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.write_engine = create_engine(url, pool_size=16, max_overflow=48)
-            configure_sqlite(self.write_engine, immediate=True)
+            configure_sqlite(self.write_engine, immediate=True, synchronous=sqlite_synchronous)
             self.read_engine = create_engine(url, pool_size=16, max_overflow=48)
-            configure_sqlite(self.read_engine, immediate=False)
+            configure_sqlite(self.read_engine, immediate=False, synchronous=sqlite_synchronous)
         else:
             self.write_engine = create_engine(
                 url, pool_size=8, max_overflow=32, pool_pre_ping=True

@@ -29,6 +29,8 @@ def configure_sqlite(engine: Engine, *, immediate: bool, synchronous: str = "FUL
     lets prefix patterns use the indexes. Write transactions begin ``IMMEDIATE`` so two
     writers never deadlock upgrading a read lock.
     """
+    if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+        raise ValueError(f"unsupported SQLite synchronous mode {synchronous!r}")
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -110,3 +110,20 @@ def test_process_crash_mid_store(services: Services, tmp_path: Path, moment: str
         # The peer never got its answer and sends again: a no-op success.
         assert services.archive.store(real_file("CT_small.dcm"), ORIGIN).outcome \
             is StoreOutcome.DUPLICATE
+
+
+def test_orphans_from_a_lost_index_commit_are_adopted(services: Services) -> None:
+    """Power loss may take the index's last commits, never the fsynced objects: adopting
+    the orphans gives back every instance."""
+    archive = services.archive
+    archive.store(real_file("CT_small.dcm"), ORIGIN)
+    archive.store(real_file("MR_small.dcm"), ORIGIN)
+    with services.db.write_connection() as conn:  # the commits the power loss took
+        for table in ("audit_events", "instances", "series", "studies", "patients"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+    archive._writer.forget()
+    orphans = [f.object_key for f in verify(services.db, services.objects)]
+    assert len(orphans) == 2
+    assert {archive.adopt(key, ORIGIN) for key in orphans} == {StoreOutcome.STORED}
+    assert list(verify(services.db, services.objects)) == []
+    assert archive.count()["instances"] == 2
