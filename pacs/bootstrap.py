@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -59,7 +60,10 @@ def _dicom_worker(settings_json: str, ready: Any) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    parent = multiprocessing.parent_process()
+    while not stop.wait(1.0):
+        if parent is not None and not parent.is_alive():
+            break  # never outlive `pacs serve`, or the port stays taken
     server.shutdown()
     services.close()
 
@@ -86,6 +90,9 @@ def serve(settings: Settings) -> None:
     from viewer_api import create_app
 
     configure_logging()
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again once it has
+    # restored this handler: turn that into SystemExit so the clean-up below runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     services = prepare(settings)
     workers = settings.worker_count()
     procs: list[Any] = []

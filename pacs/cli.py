@@ -6,11 +6,15 @@ import argparse
 import logging
 import os
 import sys
+import tomllib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from pacs.settings import Settings
@@ -19,7 +23,7 @@ from storage.origin import CLI
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.load(args.config)
+    return Settings.load(getattr(args, "config", None))
 
 
 def _services(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -139,22 +143,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    # --config is accepted before or after the command (`pacs serve --config pacs.toml`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                        help="TOML settings file (environment variables PACS_* win)")
     p = argparse.ArgumentParser(
-        prog="pacs", description="Filmless PACS: DICOM archive, RIS and web viewer.")
-    p.add_argument("--config", type=Path, default=None,
-                   help="TOML settings file (environment variables PACS_* win)")
+        prog="pacs", description="Filmless PACS: DICOM archive, RIS and web viewer.",
+        parents=[common])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_parser = sub.add_parser
+
+    def sub_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return add_parser(name, parents=[common], **kw)
+
+    sub.add_parser = sub_parser  # type: ignore[method-assign]
 
     s = sub.add_parser("serve", help="start the DICOM, HTTP and HL7 listeners")
     s.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="index database maintenance").add_subparsers(
         dest="db_command", required=True, metavar="ACTION")
+    db.add_parser = partial(db.add_parser, parents=[common])  # type: ignore[method-assign]
     db.add_parser("upgrade", help="create or migrate the index schema").set_defaults(
         func=cmd_db_upgrade)
 
     ae = sub.add_parser("ae", help="known DICOM peers (C-MOVE destinations)").add_subparsers(
         dest="ae_command", required=True, metavar="ACTION")
+    ae.add_parser = partial(ae.add_parser, parents=[common])  # type: ignore[method-assign]
     a = ae.add_parser("add", help="register an AE: NAME HOST PORT")
     a.add_argument("name")
     a.add_argument("host")
@@ -188,11 +203,17 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(logging.WARNING)
     try:
         return int(args.func(args))
-    except PacsError as exc:
+    except (PacsError, FileNotFoundError) as exc:
         print(f"pacs: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
-        print(f"pacs: {exc}", file=sys.stderr)
+    except tomllib.TOMLDecodeError as exc:
+        print(f"pacs: configuration file {getattr(args, 'config', '')} is not valid TOML: {exc}",
+              file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        print(f"pacs: invalid setting: {problems}", file=sys.stderr)
         return 2
 
 

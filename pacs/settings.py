@@ -29,14 +29,14 @@ class Settings(BaseSettings):
 
     ae_title: str = Field("PACS", max_length=16)
     dicom_host: str = ""
-    dicom_port: int = 11112
+    dicom_port: int = Field(11112, ge=1, le=65535)
     dicom_workers: int = Field(0, description="DICOM receiving processes; 0 = one per core")
     dicom_allow_unknown_ae: bool = True
     dicom_max_pdu: int = 262_144
     dicom_max_associations: int = 64
     http_host: str = "127.0.0.1"
-    http_port: int = 8080
-    hl7_port: int = 2575
+    http_port: int = Field(8080, ge=1, le=65535)
+    hl7_port: int = Field(2575, ge=1, le=65535)
     data_dir: Path = Path("./pacs-data")
     database_url: str = ""
     storage_url: str = ""

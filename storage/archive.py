@@ -107,7 +107,7 @@ class Archive:
                 self._discard(key)
             return StoreResult(outcome, header.sop_instance_uid, header.study_uid)
         except PacsError as exc:
-            self.audit.record(origin, "store", f"failed:{exc.code}")
+            self.audit.record(origin, "store", "failed", detail={"error": exc.code})
             raise
 
     def adopt(self, key: str, origin: Origin) -> StoreOutcome:

@@ -8,6 +8,7 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from storage.errors import PacsError, status_of
 
@@ -28,6 +29,13 @@ def install(app: FastAPI) -> None:
         status = status_of(exc).http
         log.warning("%s %s -> %d %s", request.method, request.url.path, status, exc.code)
         return problem(status, str(exc), request.url.path, f"urn:filmless-pacs:{exc.code}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = problem(exc.status_code, str(exc.detail), request.url.path)
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
