@@ -7,6 +7,7 @@ SO_REUSEPORT, so the kernel spreads associations over several receiving processe
 
 from __future__ import annotations
 
+import copy
 import socket
 import threading
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pynetdicom import (
     transport,
 )
 from pynetdicom import sop_class as sc
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pacs.scp.echo import handle_echo
@@ -83,6 +85,24 @@ class PacsAssociationServer(ThreadedAssociationServer):
         return sock, address
 
 
+class _Contexts(list):  # type: ignore[type-arg]
+    """The supported contexts, copied cheaply for each association.
+
+    pynetdicom deep-copies the acceptor's contexts for every association; with every
+    storage class × every transfer syntax that costs ~0.2 s of CPU per association. The
+    contexts hold immutable UIDs, so a copy of each context and of its syntax list is
+    enough.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[PresentationContext]:
+        out = []
+        for cx in self:
+            new = copy.copy(cx)
+            new._transfer_syntax = list(cx._transfer_syntax)
+            out.append(new)
+        return out
+
+
 def build_ae(settings: DicomSettings) -> AE:
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.max_associations
@@ -121,6 +141,7 @@ def start_dicom(services: Services, settings: DicomSettings) -> PacsAssociationS
         evt_handlers=handlers(services, settings.ae_title),
         server_class=server_class,
     )
+    server.contexts = _Contexts(server.contexts)
     thread = threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True)
     thread.start()
     ae._servers.append(server)

@@ -8,15 +8,18 @@ The received bytes are stored as they came; this module only reads what the inde
 from __future__ import annotations
 
 import json
+import os
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from storage.errors import DatasetDoesNotMatchSopClass, UnreadableDataset
 
@@ -91,38 +94,94 @@ def read_header(path: str | Path) -> Header:
         (PS3.4 B.2.3: status A900 "Data Set does not match SOP Class").
     """
     try:
-        ds = dcmread(path, stop_before_pixels=True)
-        # Touch every top-level element now so a truncated or corrupt header fails here,
-        # not later while building responses.
-        for _elem in ds:
-            pass
-        meta = ds.file_meta
-        ts = str(meta.get("TransferSyntaxUID", "") or "")
-    except (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError) as exc:
+        with open(path, "rb") as fp:
+            ds = dcmread(fp, stop_before_pixels=True)
+            # Touch every top-level element now so a corrupt header fails here, not later
+            # while building responses.
+            for _elem in ds:
+                pass
+            meta = ds.file_meta
+            ts = UID(str(meta.get("TransferSyntaxUID", "") or ""))
+            implicit, little = ds.original_encoding
+            if ts and not ts.is_deflated and implicit is not None:
+                _check_pixel_data(fp, fp.tell(), os.fstat(fp.fileno()).st_size,
+                                  bool(implicit), bool(little))
+    except (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError,
+            struct.error) as exc:
         raise UnreadableDataset(f"dataset cannot be parsed: {type(exc).__name__}") from exc
+    # pydicom reads garbage on as unknown elements. If the encoding contradicts the transfer
+    # syntax, or not one identifying UID is there, the bytes cannot be understood (0xC000);
+    # otherwise a missing or malformed UID is a dataset that does not match (0xA900).
+    garbled = (bool(ts) and not ts.is_deflated and ds.original_encoding[0] != ts.is_implicit_VR
+               ) or not any(k in ds for k in ("SOPClassUID", "SOPInstanceUID",
+                                               "StudyInstanceUID", "SeriesInstanceUID"))
     if len(ds) == 0:
         raise UnreadableDataset("dataset is empty")
 
     def uid(keyword: str, fallback: str = "") -> str:
         value = str(ds.get(keyword, "") or fallback).strip().rstrip("\0")
+        error = UnreadableDataset if garbled else DatasetDoesNotMatchSopClass
         if not value:
-            raise DatasetDoesNotMatchSopClass(f"{keyword} is missing")
+            raise error(f"{keyword} is missing")
         if not is_valid_uid(value):
-            raise DatasetDoesNotMatchSopClass(f"{keyword} is not a valid UID")
+            raise error(f"{keyword} is not a valid UID")
         return value
 
-    sop_class = uid("SOPClassUID", str(meta.get("MediaStorageSOPClassUID", "")))
-    sop_instance = uid("SOPInstanceUID", str(meta.get("MediaStorageSOPInstanceUID", "")))
     if not ts:
         raise UnreadableDataset("transfer syntax unknown")
+    sop_class = uid("SOPClassUID", str(meta.get("MediaStorageSOPClassUID", "")))
+    sop_instance = uid("SOPInstanceUID", str(meta.get("MediaStorageSOPInstanceUID", "")))
     return Header(
         dataset=ds,
-        transfer_syntax_uid=ts,
+        transfer_syntax_uid=str(ts),
         sop_class_uid=sop_class,
         sop_instance_uid=sop_instance,
         study_uid=uid("StudyInstanceUID"),
         series_uid=uid("SeriesInstanceUID"),
     )
+
+
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
+_ITEM, _SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
+
+
+def _check_pixel_data(fp: BinaryIO, pos: int, size: int, implicit: bool, little: bool) -> None:
+    """Refuse a dataset whose Pixel Data runs past the end of the received bytes.
+
+    The header read stops before the pixel data, so a value cut short in transfer would
+    otherwise be archived as if whole. Walks the element header (and, for encapsulated
+    data, the fragment items up to the Sequence Delimitation Item, PS3.5 A.4) without
+    reading the pixels.
+    """
+    fp.seek(pos)
+    head = fp.read(12)
+    if len(head) < 8:
+        return  # no pixel data
+    endian = "<" if little else ">"
+    if implicit:
+        length, header = struct.unpack(endian + "I", head[4:8])[0], 8
+    elif head[4:6] in _LONG_VRS:
+        if len(head) < 12:
+            raise UnreadableDataset("pixel data element is truncated")
+        length, header = struct.unpack(endian + "I", head[8:12])[0], 12
+    else:
+        length, header = struct.unpack(endian + "H", head[6:8])[0], 8
+    if length != 0xFFFFFFFF:
+        if pos + header + length > size:
+            raise UnreadableDataset("pixel data is truncated")
+        return
+    offset = pos + header
+    while True:  # encapsulated fragments are always little endian
+        fp.seek(offset)
+        item = fp.read(8)
+        if len(item) < 8:
+            raise UnreadableDataset("encapsulated pixel data is truncated")
+        group, element, length = struct.unpack("<HHI", item)
+        if (group, element) == _SEQUENCE_END:
+            return
+        if (group, element) != _ITEM or offset + 8 + length > size:
+            raise UnreadableDataset("encapsulated pixel data is truncated")
+        offset += 8 + length
 
 
 def normalise_name(value: str) -> str:

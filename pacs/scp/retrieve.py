@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
 
@@ -56,6 +57,22 @@ def move_contexts(refs: list[InstanceRef]) -> list[Any]:
     return contexts
 
 
+def _name_originator(event: Event, originator: str) -> None:
+    """Sub-operations carry the title of the AE that asked for the move (PS3.7 9.3.1.1).
+
+    pynetdicom's C-MOVE SCP passes its own title as Move Originator; this association is
+    ours alone, so its ``send_c_store`` is wrapped to name the real originator.
+    """
+    send = event.assoc.send_c_store
+
+    def send_c_store(dataset: Any, msg_id: int = 1, priority: int = 2,
+                     originator_aet: str | None = None, originator_id: int | None = None) -> Any:
+        return send(dataset, msg_id=msg_id, priority=priority, originator_aet=originator,
+                    originator_id=originator_id)
+
+    event.assoc.send_c_store = send_c_store
+
+
 def _refuse(exc: PacsError, verb: str) -> Iterator[Any]:
     """After the count, a failure status ends the operation with that status (C.4.2.3)."""
     log.warning("%s refused: %s", verb, exc.code)
@@ -81,7 +98,11 @@ def handle_move(event: Event, archive: Archive, aes: AeRegistry) -> Iterator[Any
         yield known.host, known.port
         yield from _refuse(exc, "C-MOVE")
         return
-    yield known.host, known.port, {"contexts": move_contexts(refs)} if refs else {}
+    originator = str(event.assoc.requestor.ae_title).strip()
+    yield known.host, known.port, {
+        "contexts": move_contexts(refs) if refs else None,
+        "evt_handlers": [(evt.EVT_ESTABLISHED, _name_originator, [originator])],
+    }
     yield len(refs)
     yield from _send(event, archive, refs)
 
