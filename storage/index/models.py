@@ -22,6 +22,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+
+def Key(length: int) -> String:  # noqa: N802 - reads as a type in the column definitions
+    """A matched string column: byte-order collation on PostgreSQL.
+
+    Wildcard matching adds a range on the literal prefix (``>= 'SMITH' AND < 'SMITI'``) so
+    that indexes are used; that range is only right under code-point ordering, which a
+    linguistic default collation (en_US.UTF-8) does not give.
+    """
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -38,9 +49,9 @@ class Patient(Base):
     __tablename__ = "patients"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    patient_id: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_id: Mapped[str] = mapped_column(Key(64), unique=True)
     patient_name: Mapped[str] = mapped_column(String(324), default="")
-    patient_name_norm: Mapped[str] = mapped_column(String(324), default="", index=True)
+    patient_name_norm: Mapped[str] = mapped_column(Key(324), default="", index=True)
     birth_date: Mapped[str] = mapped_column(String(8), default="")
     sex: Mapped[str] = mapped_column(String(16), default="")
     num_studies: Mapped[int] = mapped_column(Integer, default=0)
@@ -53,15 +64,15 @@ class Study(Base):
     __tablename__ = "studies"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    study_uid: Mapped[str] = mapped_column(Key(64), unique=True)
     patient_fk: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
-    study_date: Mapped[str] = mapped_column(String(8), default="", index=True)
-    study_time: Mapped[str] = mapped_column(String(16), default="")
-    accession_number: Mapped[str] = mapped_column(String(64), default="", index=True)
+    study_date: Mapped[str] = mapped_column(Key(8), default="", index=True)
+    study_time: Mapped[str] = mapped_column(Key(16), default="")
+    accession_number: Mapped[str] = mapped_column(Key(64), default="", index=True)
     study_id: Mapped[str] = mapped_column(String(16), default="")
     description: Mapped[str] = mapped_column(String(64), default="")
     referring_physician_name: Mapped[str] = mapped_column(String(324), default="")
-    referring_physician_norm: Mapped[str] = mapped_column(String(324), default="")
+    referring_physician_norm: Mapped[str] = mapped_column(Key(324), default="")
     institution_name: Mapped[str] = mapped_column(String(64), default="")
     modalities: Mapped[str] = mapped_column(String(128), default="\\")
     num_series: Mapped[int] = mapped_column(Integer, default=0)
@@ -75,9 +86,9 @@ class Series(Base):
     __tablename__ = "series"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    series_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    series_uid: Mapped[str] = mapped_column(Key(64), unique=True)
     study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
-    modality: Mapped[str] = mapped_column(String(16), default="", index=True)
+    modality: Mapped[str] = mapped_column(Key(16), default="", index=True)
     series_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     description: Mapped[str] = mapped_column(String(64), default="")
     body_part: Mapped[str] = mapped_column(String(16), default="")
@@ -91,7 +102,7 @@ class Instance(Base):
     __tablename__ = "instances"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    sop_instance_uid: Mapped[str] = mapped_column(Key(64), unique=True)
     series_fk: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
     sop_class_uid: Mapped[str] = mapped_column(String(64))
     instance_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -153,8 +164,8 @@ class AuditEvent(Base):
     address: Mapped[str] = mapped_column(String(64), default="")
     action: Mapped[str] = mapped_column(String(32), index=True)
     outcome: Mapped[str] = mapped_column(String(32))
-    patient_id: Mapped[str] = mapped_column(String(64), default="")
-    study_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    patient_id: Mapped[str] = mapped_column(Key(64), default="")
+    study_uid: Mapped[str] = mapped_column(Key(64), default="", index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 20:37:10.312267
+Create Date: 2026-11-22 21:10:41.512592
 """
 from alembic import op
 import sqlalchemy as sa
@@ -26,8 +26,8 @@ def upgrade() -> None:
     sa.Column('address', sa.String(length=64), nullable=False),
     sa.Column('action', sa.String(length=32), nullable=False),
     sa.Column('outcome', sa.String(length=32), nullable=False),
-    sa.Column('patient_id', sa.String(length=64), nullable=False),
-    sa.Column('study_uid', sa.String(length=64), nullable=False),
+    sa.Column('patient_id', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
+    sa.Column('study_uid', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
     sa.Column('detail', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_events'))
     )
@@ -38,9 +38,9 @@ def upgrade() -> None:
 
     op.create_table('patients',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('patient_id', sa.String(length=64), nullable=False),
+    sa.Column('patient_id', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
     sa.Column('patient_name', sa.String(length=324), nullable=False),
-    sa.Column('patient_name_norm', sa.String(length=324), nullable=False),
+    sa.Column('patient_name_norm', sa.String(length=324).with_variant(sa.String(length=324, collation='C'), 'postgresql'), nullable=False),
     sa.Column('birth_date', sa.String(length=8), nullable=False),
     sa.Column('sex', sa.String(length=16), nullable=False),
     sa.Column('num_studies', sa.Integer(), nullable=False),
@@ -82,15 +82,15 @@ def upgrade() -> None:
 
     op.create_table('studies',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('study_uid', sa.String(length=64), nullable=False),
+    sa.Column('study_uid', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
     sa.Column('patient_fk', sa.Integer(), nullable=False),
-    sa.Column('study_date', sa.String(length=8), nullable=False),
-    sa.Column('study_time', sa.String(length=16), nullable=False),
-    sa.Column('accession_number', sa.String(length=64), nullable=False),
+    sa.Column('study_date', sa.String(length=8).with_variant(sa.String(length=8, collation='C'), 'postgresql'), nullable=False),
+    sa.Column('study_time', sa.String(length=16).with_variant(sa.String(length=16, collation='C'), 'postgresql'), nullable=False),
+    sa.Column('accession_number', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
     sa.Column('study_id', sa.String(length=16), nullable=False),
     sa.Column('description', sa.String(length=64), nullable=False),
     sa.Column('referring_physician_name', sa.String(length=324), nullable=False),
-    sa.Column('referring_physician_norm', sa.String(length=324), nullable=False),
+    sa.Column('referring_physician_norm', sa.String(length=324).with_variant(sa.String(length=324, collation='C'), 'postgresql'), nullable=False),
     sa.Column('institution_name', sa.String(length=64), nullable=False),
     sa.Column('modalities', sa.String(length=128), nullable=False),
     sa.Column('num_series', sa.Integer(), nullable=False),
@@ -111,9 +111,9 @@ def upgrade() -> None:
 
     op.create_table('series',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('series_uid', sa.String(length=64), nullable=False),
+    sa.Column('series_uid', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
     sa.Column('study_fk', sa.Integer(), nullable=False),
-    sa.Column('modality', sa.String(length=16), nullable=False),
+    sa.Column('modality', sa.String(length=16).with_variant(sa.String(length=16, collation='C'), 'postgresql'), nullable=False),
     sa.Column('series_number', sa.Integer(), nullable=True),
     sa.Column('description', sa.String(length=64), nullable=False),
     sa.Column('body_part', sa.String(length=16), nullable=False),
@@ -131,7 +131,7 @@ def upgrade() -> None:
 
     op.create_table('instances',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('sop_instance_uid', sa.String(length=64), nullable=False),
+    sa.Column('sop_instance_uid', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
     sa.Column('series_fk', sa.Integer(), nullable=False),
     sa.Column('sop_class_uid', sa.String(length=64), nullable=False),
     sa.Column('instance_number', sa.Integer(), nullable=True),
