@@ -15,8 +15,6 @@ import sys
 import threading
 from typing import Any
 
-import pydicom.config
-
 from pacs.ae import DicomSettings, configure_library, start_dicom
 from pacs.settings import Settings
 from ris.services import Services, build_services
@@ -35,7 +33,6 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 def prepare(settings: Settings) -> Services:
     """Library globals, data directory, migrations, services: everything a process needs."""
-    pydicom.config.settings.reading_validation_mode = pydicom.config.WARN
     configure_library()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.storage().database_url)

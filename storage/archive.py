@@ -15,6 +15,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -72,6 +73,7 @@ class Archive:
         self.audit = audit
         self.find_limit = find_limit
         self._writer = InstanceWriter(db)
+        self._io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="object-put")
 
     # -- store ------------------------------------------------------------------------------
     def store(self, path: str | Path, origin: Origin, *, sop_class_uid: str | None = None,
@@ -88,16 +90,24 @@ class Archive:
         StorageUnavailable, StorageFull, IndexUnavailable
             The archive cannot take it now; nothing is indexed.
         """
+        key = new_object_key()
+        # The object is written (and fsynced) in a helper thread while this one parses the
+        # header: the disk wait and the parsing overlap. The index is written only once
+        # both are done, so success still means durable AND indexed.
+        put = self._io.submit(self._put_file, key, path)
         try:
-            header = read_header(path)
-            if sop_instance_uid and header.sop_instance_uid != sop_instance_uid.strip():
-                raise DatasetDoesNotMatchSopClass("SOP Instance UID differs from the request")
-            if sop_class_uid and header.sop_class_uid != sop_class_uid.strip():
-                raise DatasetDoesNotMatchSopClass("SOP Class UID differs from the request")
-            key = new_object_key()
-            size = os.path.getsize(path)
-            with open(path, "rb") as fh:
-                sha256 = self.objects.put(key, fh, size=size)
+            try:
+                header = read_header(path)
+                if sop_instance_uid and header.sop_instance_uid != sop_instance_uid.strip():
+                    raise DatasetDoesNotMatchSopClass(
+                        "SOP Instance UID differs from the request")
+                if sop_class_uid and header.sop_class_uid != sop_class_uid.strip():
+                    raise DatasetDoesNotMatchSopClass("SOP Class UID differs from the request")
+                header.metadata_json()  # built here, in parallel with the disk wait
+            except BaseException:
+                self._abandon(put, key)
+                raise
+            size, sha256 = put.result()
             try:
                 outcome = self._writer.write(header, key, size, sha256, origin)
             except BaseException:
@@ -109,6 +119,19 @@ class Archive:
         except PacsError as exc:
             self.audit.record(origin, "store", "failed", detail={"error": exc.code})
             raise
+
+    def _put_file(self, key: str, path: str | Path) -> tuple[int, str]:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            return size, self.objects.put(key, fh, size=size)
+
+    def _abandon(self, put: Future[tuple[int, str]], key: str) -> None:
+        """Wait for a put whose dataset was refused, then remove what it wrote."""
+        try:
+            put.result()
+        except PacsError:
+            return
+        self._discard(key)
 
     def adopt(self, key: str, origin: Origin) -> StoreOutcome:
         """Index an object that is in storage without an index row (``pacs verify --repair``).

@@ -11,7 +11,7 @@ import json
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -44,6 +44,7 @@ class Header:
     sop_instance_uid: str
     study_uid: str
     series_uid: str
+    _json: str | None = field(default=None, repr=False)
 
     def text(self, keyword: str) -> str:
         value = self.dataset.get(keyword, "")
@@ -61,7 +62,10 @@ class Header:
             return None
 
     def metadata_json(self) -> str:
-        return json.dumps(dataset_to_json(self.dataset), separators=(",", ":"))
+        """The DICOM JSON header without bulk data (built once)."""
+        if self._json is None:
+            self._json = json.dumps(dataset_to_json(self.dataset), separators=(",", ":"))
+        return self._json
 
 
 def _drop_bulk(element: DataElement) -> str:
