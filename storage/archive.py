@@ -160,8 +160,12 @@ class Archive:
             log.warning("could not remove object %s; pacs verify will report it", key)
 
     # -- find -------------------------------------------------------------------------------
-    def find(self, query: Query, origin: Origin) -> Iterator[Dataset]:
+    def find(self, query: Query, origin: Origin, *,
+             encoding: tuple[bool, bool] | None = None) -> Iterator[Dataset]:
         """Yield one dataset per match, holding the requested keys; at most ``find_limit``.
+
+        ``encoding`` (implicit VR, little endian) is the transfer syntax the matches will be
+        sent in, if known: their index values are then pre-encoded for it.
 
         The query is audited (level and matching keys) before any match is returned.
         """
@@ -175,7 +179,7 @@ class Archive:
         with self.db.read() as s:
             for row in s.execute(stmt):
                 header = self._header_for(s, query.level, row) if with_header else None
-                yield results.build(query.level, tuple(row), keys, header)
+                yield results.build(query.level, tuple(row), keys, header, encoding)
 
     def _header_for(self, s: Session, level: Level, row: Any) -> str | None:
         if level == Level.IMAGE:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom.events import Event
 
 from pacs.identifier import to_query
@@ -21,7 +22,10 @@ def handle_find(event: Event, archive: Archive, ae_title: str) -> Iterator[tuple
     try:
         query = to_query(event.identifier, event.request.AffectedSOPClassUID)
         wants_aet = "RetrieveAETitle" in query.return_keys
-        for match in archive.find(query, origin_of(event.assoc)):
+        syntax = UID(event.context.transfer_syntax)
+        encoding = None if syntax.is_deflated else (syntax.is_implicit_VR,
+                                                     syntax.is_little_endian)
+        for match in archive.find(query, origin_of(event.assoc), encoding=encoding):
             if event.is_cancelled:
                 yield 0xFE00, None
                 return

@@ -7,7 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
 from storage.index.query import ATTRS, DEPTH, UNIQUE_KEY, Level, allowed
 
@@ -21,6 +23,26 @@ def _set(ds: Dataset, keyword: str, value: Any) -> None:
         ds.add_new(tag, vr, [] if vr == "SQ" else None)
     else:
         ds.add_new(tag, vr, value)
+
+
+def _raw(tag: int, vr: str, value: Any, encoding: tuple[bool, bool]) -> RawDataElement:
+    """An element already encoded for the wire (index values are plain text and numbers).
+
+    pydicom writes raw elements as they are when the dataset's original encoding is the
+    target encoding, so a C-FIND match is not re-encoded element by element: pydicom's
+    generic writer costs more than the whole query for a large result set.
+    """
+    if value is None:
+        text = ""
+    elif isinstance(value, list | tuple):
+        text = "\\".join(str(v) for v in value)
+    else:
+        text = str(value)
+    data = text.encode("utf-8")
+    if len(data) % 2:
+        data += b"\0" if vr == "UI" else b" "
+    implicit, little = encoding
+    return RawDataElement(Tag(tag), vr, len(data), data, 0, implicit, little)
 
 
 def _column_value(row: tuple[Any, ...], keyword: str) -> Any:
@@ -50,8 +72,12 @@ def needs_header(level: Level, keys: Iterable[str]) -> bool:
 
 
 def build(level: Level, row: tuple[Any, ...], keys: Iterable[str],
-          header_json: str | None) -> Dataset:
-    """One match as a dataset holding every requested key (empty when unknown)."""
+          header_json: str | None, encoding: tuple[bool, bool] | None = None) -> Dataset:
+    """One match as a dataset holding every requested key (empty when unknown).
+
+    With ``encoding`` (implicit VR, little endian) the index values are pre-encoded for
+    that transfer syntax (see :func:`_raw`).
+    """
     ds = Dataset()
     header = json.loads(header_json) if header_json else {}
     non_ascii = False
@@ -61,7 +87,11 @@ def build(level: Level, row: tuple[Any, ...], keys: Iterable[str],
         if allowed(level, keyword):
             value = _column_value(row, keyword)
             non_ascii = non_ascii or (isinstance(value, str) and not value.isascii())
-            _set(ds, keyword, value)
+            if encoding is None:
+                _set(ds, keyword, value)
+            else:
+                tag = tag_for_keyword(keyword)
+                ds[tag] = _raw(tag, dictionary_VR(tag), value, encoding)  # type: ignore[index]
             continue
         tag = tag_for_keyword(keyword)
         if tag is None:
@@ -76,4 +106,6 @@ def build(level: Level, row: tuple[Any, ...], keys: Iterable[str],
     ds.QueryRetrieveLevel = level.value
     if non_ascii:
         ds.SpecificCharacterSet = "ISO_IR 192"
+    if encoding is not None:
+        ds.set_original_encoding(encoding[0], encoding[1], ds._character_set)
     return ds
