@@ -25,6 +25,10 @@ def _set(ds: Dataset, keyword: str, value: Any) -> None:
         ds.add_new(tag, vr, value)
 
 
+_TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
+             "UC", "UI", "UR", "UT"}
+
+
 def _raw(tag: int, vr: str, value: Any, encoding: tuple[bool, bool]) -> RawDataElement:
     """An element already encoded for the wire (index values are plain text and numbers).
 
@@ -87,11 +91,12 @@ def build(level: Level, row: tuple[Any, ...], keys: Iterable[str],
         if allowed(level, keyword):
             value = _column_value(row, keyword)
             non_ascii = non_ascii or (isinstance(value, str) and not value.isascii())
-            if encoding is None:
+            tag = tag_for_keyword(keyword)
+            vr = dictionary_VR(tag) if tag is not None else ""
+            if encoding is None or vr not in _TEXT_VRS:
                 _set(ds, keyword, value)
             else:
-                tag = tag_for_keyword(keyword)
-                ds[tag] = _raw(tag, dictionary_VR(tag), value, encoding)  # type: ignore[index]
+                ds[tag] = _raw(tag, vr, value, encoding)  # type: ignore[index]
             continue
         tag = tag_for_keyword(keyword)
         if tag is None:
