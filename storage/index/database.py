@@ -14,6 +14,15 @@ from storage.errors import IndexUnavailable
 from storage.index.dialects import configure_sqlite
 
 
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Database errors become :class:`IndexUnavailable` (callers never see SQLAlchemy's)."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise IndexUnavailable(f"index {what} failed: {type(exc).__name__}") from exc
+
+
 class Database:
     """The index's engines: one for writes and one for reads.
 
@@ -44,28 +53,19 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose transaction commits when the block ends without error."""
-        try:
-            with self._write.begin() as session:
-                yield session
-        except SQLAlchemyError as exc:
-            raise IndexUnavailable(f"index write failed: {type(exc).__name__}") from exc
+        with _translated("write"), self._write.begin() as session:
+            yield session
 
     @contextmanager
     def write_connection(self) -> Iterator[Connection]:
         """A Core connection in a transaction, for the hot ingest path (no ORM overhead)."""
-        try:
-            with self.write_engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise IndexUnavailable(f"index write failed: {type(exc).__name__}") from exc
+        with _translated("write"), self.write_engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        try:
-            with self._read() as session:
-                yield session
-        except SQLAlchemyError as exc:
-            raise IndexUnavailable(f"index read failed: {type(exc).__name__}") from exc
+        with _translated("read"), self._read() as session:
+            yield session
 
     def check(self) -> str:
         """Raise :class:`IndexUnavailable` unless the database answers; return its version."""
