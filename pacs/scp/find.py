@@ -11,6 +11,7 @@ from pynetdicom.events import Event
 
 from pacs.identifier import to_query
 from pacs.origin import origin_of
+from pacs.scp import responses
 from pacs.status import Service, dimse_status
 from storage.archive import Archive
 from storage.errors import PacsError
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def handle_find(event: Event, archive: Archive, ae_title: str) -> Iterator[tuple[int, Dataset | None]]:
+    responses.install(event.assoc)
     try:
         query = to_query(event.identifier, event.request.AffectedSOPClassUID)
         wants_aet = "RetrieveAETitle" in query.return_keys
