@@ -212,6 +212,27 @@ class Archive:
                                   "keys": {k: v for k, v in query.filters.items() if v}})
         return refs
 
+    def metadata(self, query: Query, origin: Origin) -> Iterator[str]:
+        """The DICOM JSON header of every instance below what ``query`` matches.
+
+        Yields each instance's stored header (PS3.18 F.2, without bulk data) as a JSON
+        object text, in index order, straight from the index: WADO-RS ``/metadata``
+        (PS3.18 10.4) never reads object storage (STYLE.md anti-pattern 5). The read is
+        audited before the first header is returned.
+        """
+        instance_query = Query(Level.IMAGE, dict(query.filters))
+        stmt = build_select(instance_query, cap=10_000_000).with_only_columns(
+            Instance.metadata_json, maintain_column_froms=True
+        ).execution_options(yield_per=500)
+        self.audit.record(origin, "metadata", "ok",
+                          patient_id=query.filters.get("PatientID", ""),
+                          study_uid=query.filters.get("StudyInstanceUID", "")[:64],
+                          detail={"level": query.level.value,
+                                  "keys": {k: v for k, v in query.filters.items() if v}})
+        with self.db.read() as s:
+            for (text,) in s.execute(stmt):
+                yield str(text)
+
     def open(self, ref: InstanceRef) -> BinaryIO:
         return self.objects.open(ref.object_key)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -49,13 +50,18 @@ def _raw(tag: int, vr: str, value: Any, encoding: tuple[bool, bool]) -> RawDataE
     return RawDataElement(Tag(tag), vr, len(data), data, 0, implicit, little)
 
 
-def _column_value(row: tuple[Any, ...], keyword: str) -> Any:
-    attr = ATTRS[keyword]
-    entity = row[DEPTH[attr.level]]
-    value = getattr(entity, attr.source.key)
-    if attr.kind == "modalities":
-        return [m for m in (value or "").split("\\") if m]
-    return value
+@lru_cache(maxsize=256)
+def _plan(level: Level, keys: tuple[str, ...]) -> list[tuple[str, int, str, Any]]:
+    """``(keyword, tag, VR, index attribute or None)`` per returnable key, worked out once
+    per distinct query shape rather than once per match."""
+    plan = []
+    for keyword in keys:
+        tag = tag_for_keyword(keyword)
+        if tag is None or keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
+            continue
+        plan.append((keyword, tag, dictionary_VR(tag),
+                     ATTRS[keyword] if allowed(level, keyword) else None))
+    return plan
 
 
 def response_keys(level: Level, requested: Iterable[str]) -> list[str]:
@@ -85,21 +91,16 @@ def build(level: Level, row: tuple[Any, ...], keys: Iterable[str],
     ds = Dataset()
     header = json.loads(header_json) if header_json else {}
     non_ascii = False
-    for keyword in keys:
-        if keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
-            continue
-        if allowed(level, keyword):
-            value = _column_value(row, keyword)
+    for keyword, tag, vr, attr in _plan(level, tuple(keys)):
+        if attr is not None:
+            value = getattr(row[DEPTH[attr.level]], attr.source.key)
+            if attr.kind == "modalities":
+                value = [m for m in (value or "").split("\\") if m]
             non_ascii = non_ascii or (isinstance(value, str) and not value.isascii())
-            tag = tag_for_keyword(keyword)
-            vr = dictionary_VR(tag) if tag is not None else ""
             if encoding is None or vr not in _TEXT_VRS:
                 _set(ds, keyword, value)
             else:
                 ds[tag] = _raw(tag, vr, value, encoding)  # type: ignore[index]
-            continue
-        tag = tag_for_keyword(keyword)
-        if tag is None:
             continue
         element = header.get(f"{tag:08X}")
         if element is not None:
