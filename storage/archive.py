@@ -42,8 +42,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class StoreResult:
     outcome: StoreOutcome
+    sop_class_uid: str
     sop_instance_uid: str
     study_uid: str
+    series_uid: str
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,12 @@ class Archive:
 
     # -- store ------------------------------------------------------------------------------
     def store(self, path: str | Path, origin: Origin, *, sop_class_uid: str | None = None,
-              sop_instance_uid: str | None = None) -> StoreResult:
+              sop_instance_uid: str | None = None, study_uid: str | None = None) -> StoreResult:
         """Archive the Part 10 file at ``path`` (the caller keeps and removes the file).
 
         ``sop_class_uid`` / ``sop_instance_uid`` are the values the request announced
-        (C-STORE Affected SOP Class/Instance UID); a dataset contradicting them is refused.
+        (C-STORE Affected SOP Class/Instance UID), ``study_uid`` the study a STOW-RS URL
+        names (PS3.18 10.5.1.1); a dataset contradicting them is refused.
 
         Raises
         ------
@@ -103,6 +106,8 @@ class Archive:
                         "SOP Instance UID differs from the request")
                 if sop_class_uid and header.sop_class_uid != sop_class_uid.strip():
                     raise DatasetDoesNotMatchSopClass("SOP Class UID differs from the request")
+                if study_uid and header.study_uid != study_uid.strip():
+                    raise DatasetDoesNotMatchSopClass("Study Instance UID differs from the request")
                 header.metadata_json()  # built here, in parallel with the disk wait
             except BaseException:
                 self._abandon(put, key)
@@ -115,7 +120,8 @@ class Archive:
                 raise
             if outcome is StoreOutcome.DUPLICATE:
                 self._discard(key)
-            return StoreResult(outcome, header.sop_instance_uid, header.study_uid)
+            return StoreResult(outcome, header.sop_class_uid, header.sop_instance_uid,
+                               header.study_uid, header.series_uid)
         except PacsError as exc:
             self.audit.record(origin, "store", "failed", detail={"error": exc.code})
             raise
