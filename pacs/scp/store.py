@@ -8,6 +8,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
 from pacs.origin import origin_of
+from pacs.scp import responses
 from pacs.status import Service, failure
 from storage.archive import Archive
 from storage.errors import PacsError
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 def handle_store(event: Event, archive: Archive) -> int | Dataset:
     """Archive one C-STORE; success only once the object is durable and indexed."""
     request = event.request
+    responses.install(event.assoc)
     try:
         archive.store(event.dataset_path, origin_of(event.assoc),
                       sop_class_uid=request.AffectedSOPClassUID,
