@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     fsync: bool = True
     sqlite_synchronous: str = "FULL"
-    find_limit: int = Field(1000, description="C-FIND / QIDO answers at most this many matches")
+    find_limit: int = Field(10_000, ge=1, description="C-FIND and QIDO-RS answer at most this many matches")
 
     @classmethod
     def load(cls, config: Path | None = None, **overrides: Any) -> Settings:

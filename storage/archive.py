@@ -69,7 +69,7 @@ class Archive:
     """Store, find, locate and read instances."""
 
     def __init__(self, db: Database, objects: ObjectStore, audit: AuditLog,
-                 *, find_limit: int = 1000) -> None:
+                 *, find_limit: int = 10_000) -> None:
         self.db = db
         self.objects = objects
         self.audit = audit

@@ -23,5 +23,5 @@ class StorageSettings:
     storage_url: str
     s3_endpoint_url: str | None = None
     fsync: bool = True
-    find_limit: int = 1000
+    find_limit: int = 10_000
     sqlite_synchronous: str = "FULL"

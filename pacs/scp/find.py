@@ -27,13 +27,18 @@ def handle_find(event: Event, archive: Archive, ae_title: str) -> Iterator[tuple
         syntax = UID(event.context.transfer_syntax)
         encoding = None if syntax.is_deflated else (syntax.is_implicit_VR,
                                                      syntax.is_little_endian)
+        matches = 0
         for match in archive.find(query, origin_of(event.assoc), encoding=encoding):
             if event.is_cancelled:
                 yield 0xFE00, None
                 return
             if wants_aet:
                 match.RetrieveAETitle = ae_title
+            matches += 1
             yield 0xFF00, match
+        if matches >= archive.find_limit:
+            # C-FIND has no status for "more matches than sent" (PS3.4 C.4.1.1.4).
+            log.warning("C-FIND answer cut at %d matches (PACS_FIND_LIMIT)", matches)
     except PacsError as exc:
         log.warning("C-FIND refused: %s", exc.code)
         yield dimse_status(exc, Service.FIND), None
