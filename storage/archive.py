@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from storage.audit import AuditLog
 from storage.dicomio import read_header
@@ -178,6 +178,10 @@ class Archive:
         keys = results.response_keys(query.level, query.return_keys)
         with_header = results.needs_header(query.level, keys)
         stmt = build_select(query, cap=self.find_limit)
+        if query.level == Level.IMAGE and not with_header:
+            # The JSON header is the bulk of an instance row; leave it unread when every
+            # requested key is an index column.
+            stmt = stmt.options(defer(Instance.metadata_json))
         self.audit.record(origin, "query", "ok", patient_id=query.filters.get("PatientID", ""),
                           study_uid=query.filters.get("StudyInstanceUID", "")[:64],
                           detail={"level": query.level.value,
