@@ -26,6 +26,7 @@ from pynetdicom import sop_class as sc
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
+from pacs.scp import responses
 from pacs.scp.echo import handle_echo
 from pacs.scp.find import handle_find
 from pacs.scp.retrieve import handle_get, handle_move
@@ -60,6 +61,7 @@ def configure_library() -> None:
     # pynetdicom's standard handlers format every PDU and DIMSE message for debug logs,
     # even when nothing logs at that level: a measurable share of the CPU of a C-STORE.
     _config.LOG_HANDLER_LEVEL = "none"
+    responses.pass_encoded_identifiers()
     if not getattr(transport.AssociationSocket, "_pacs_nodelay", False):
         create = transport.AssociationSocket._create_socket
 

@@ -23,13 +23,14 @@ from typing import Any, BinaryIO
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from storage.audit import AuditLog
 from storage.dicomio import read_header
 from storage.errors import DatasetDoesNotMatchSopClass, PacsError
 from storage.index import results
 from storage.index.database import Database
+from storage.index.match import Match
 from storage.index.models import Instance, Patient, Series, Study
 from storage.index.query import Level, Query, build_select
 from storage.index.writer import InstanceWriter, StoreOutcome
@@ -166,30 +167,31 @@ class Archive:
             log.warning("could not remove object %s; pacs verify will report it", key)
 
     # -- find -------------------------------------------------------------------------------
-    def find(self, query: Query, origin: Origin, *,
-             encoding: tuple[bool, bool] | None = None) -> Iterator[Dataset]:
-        """Yield one dataset per match, holding the requested keys; at most ``find_limit``.
-
-        ``encoding`` (implicit VR, little endian) is the transfer syntax the matches will be
-        sent in, if known: their index values are then pre-encoded for it.
+    def find(self, query: Query, origin: Origin) -> Iterator[Match]:
+        """Yield one :class:`Match` per matching entity, holding the requested keys; at
+        most ``find_limit``. A match writes itself as a C-FIND identifier or DICOM JSON.
 
         The query is audited (level and matching keys) before any match is returned.
         """
         keys = results.response_keys(query.level, query.return_keys)
         with_header = results.needs_header(query.level, keys)
         stmt = build_select(query, cap=self.find_limit)
-        if query.level == Level.IMAGE and not with_header:
-            # The JSON header is the bulk of an instance row; leave it unread when every
-            # requested key is an index column.
-            stmt = stmt.options(defer(Instance.metadata_json))
+        if not with_header:
+            # Every requested key is an index column: read those columns only, not whole
+            # entities (nor the JSON header, the bulk of an instance row).
+            stmt = stmt.with_only_columns(*results.columns(query.level, keys),
+                                          maintain_column_froms=True)
         self.audit.record(origin, "query", "ok", patient_id=query.filters.get("PatientID", ""),
                           study_uid=query.filters.get("StudyInstanceUID", "")[:64],
                           detail={"level": query.level.value,
                                   "keys": {k: v for k, v in query.filters.items() if v}})
         with self.db.read() as s:
             for row in s.execute(stmt):
-                header = self._header_for(s, query.level, row) if with_header else None
-                yield results.build(query.level, tuple(row), keys, header, encoding)
+                if not with_header:
+                    yield results.from_columns(query.level, keys, row)
+                    continue
+                header = self._header_for(s, query.level, row)
+                yield results.build(query.level, tuple(row), keys, header)
 
     def _header_for(self, s: Session, level: Level, row: Any) -> str | None:
         if level == Level.IMAGE:

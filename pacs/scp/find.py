@@ -17,25 +17,29 @@ from storage.archive import Archive
 from storage.errors import PacsError
 
 log = logging.getLogger(__name__)
+RETRIEVE_AE_TITLE = 0x00080054
 
 
-def handle_find(event: Event, archive: Archive, ae_title: str) -> Iterator[tuple[int, Dataset | None]]:
+def handle_find(event: Event, archive: Archive,
+                ae_title: str) -> Iterator[tuple[int, Dataset | responses.Encoded | None]]:
     responses.install(event.assoc)
     try:
         query = to_query(event.identifier, event.request.AffectedSOPClassUID)
         wants_aet = "RetrieveAETitle" in query.return_keys
         syntax = UID(event.context.transfer_syntax)
-        encoding = None if syntax.is_deflated else (syntax.is_implicit_VR,
-                                                     syntax.is_little_endian)
         matches = 0
-        for match in archive.find(query, origin_of(event.assoc), encoding=encoding):
+        for match in archive.find(query, origin_of(event.assoc)):
             if event.is_cancelled:
                 yield 0xFE00, None
                 return
             if wants_aet:
-                match.RetrieveAETitle = ae_title
+                match.set(RETRIEVE_AE_TITLE, "AE", ae_title)
             matches += 1
-            yield 0xFF00, match
+            if syntax.is_deflated:
+                yield 0xFF00, match.to_dataset()
+            else:
+                yield 0xFF00, responses.Encoded(match.encode(syntax.is_implicit_VR,
+                                                             syntax.is_little_endian))
         if matches >= archive.find_limit:
             # C-FIND has no status for "more matches than sent" (PS3.4 C.4.1.1.4).
             log.warning("C-FIND answer cut at %d matches (PACS_FIND_LIMIT)", matches)

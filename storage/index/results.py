@@ -8,46 +8,9 @@ from functools import lru_cache
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
-from pydicom.tag import Tag
 
+from storage.index.match import Match
 from storage.index.query import ATTRS, DEPTH, UNIQUE_KEY, Level, allowed
-
-
-def _set(ds: Dataset, keyword: str, value: Any) -> None:
-    tag = tag_for_keyword(keyword)
-    if tag is None:
-        return
-    vr = dictionary_VR(tag)
-    if value in ("", None) or (vr == "SQ" and not value):
-        ds.add_new(tag, vr, [] if vr == "SQ" else None)
-    else:
-        ds.add_new(tag, vr, value)
-
-
-_TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
-             "UC", "UI", "UR", "UT"}
-
-
-def _raw(tag: int, vr: str, value: Any, encoding: tuple[bool, bool]) -> RawDataElement:
-    """An element already encoded for the wire (index values are plain text and numbers).
-
-    pydicom writes raw elements as they are when the dataset's original encoding is the
-    target encoding, so a C-FIND match is not re-encoded element by element: pydicom's
-    generic writer costs more than the whole query for a large result set.
-    """
-    if value is None:
-        text = ""
-    elif isinstance(value, list | tuple):
-        text = "\\".join(str(v) for v in value)
-    else:
-        text = str(value)
-    data = text.encode("utf-8")
-    if len(data) % 2:
-        data += b"\0" if vr == "UI" else b" "
-    implicit, little = encoding
-    return RawDataElement(Tag(tag), vr, len(data), data, 0, implicit, little)
 
 
 @lru_cache(maxsize=256)
@@ -81,37 +44,41 @@ def needs_header(level: Level, keys: Iterable[str]) -> bool:
                                                                  "SpecificCharacterSet"))
 
 
-def build(level: Level, row: tuple[Any, ...], keys: Iterable[str],
-          header_json: str | None, encoding: tuple[bool, bool] | None = None) -> Dataset:
-    """One match as a dataset holding every requested key (empty when unknown).
+def _value(attr: Any, value: Any) -> Any:
+    if attr.kind == "modalities":
+        return [m for m in (value or "").split("\\") if m]
+    return value
 
-    With ``encoding`` (implicit VR, little endian) the index values are pre-encoded for
-    that transfer syntax (see :func:`_raw`).
-    """
-    ds = Dataset()
+
+def columns(level: Level, keys: Iterable[str]) -> list[Any]:
+    """The index columns holding the requested keys, in the order :func:`from_columns`
+    reads them: selecting only these (rather than whole entities) keeps a large answer
+    cheap."""
+    return [attr.source for _k, _t, _vr, attr in _plan(level, tuple(keys)) if attr is not None]
+
+
+def from_columns(level: Level, keys: Iterable[str], values: Iterable[Any]) -> Match:
+    """A match from one row of :func:`columns` (every key is an index column)."""
+    row = iter(values)
+    return Match(level, [(tag, vr, _value(attr, next(row)) if attr is not None else None)
+                         for _k, tag, vr, attr in _plan(level, tuple(keys))])
+
+
+def build(level: Level, row: tuple[Any, ...], keys: Iterable[str],
+          header_json: str | None) -> Match:
+    """A match from whole index entities plus the stored header of one instance below
+    (for keys the index has no column for), every requested key present, in tag order."""
     header = json.loads(header_json) if header_json else {}
-    non_ascii = False
-    for keyword, tag, vr, attr in _plan(level, tuple(keys)):
+    elements: list[tuple[int, str, Any]] = []
+    from_header: dict[int, dict[str, Any]] = {}
+    for _keyword, tag, vr, attr in _plan(level, tuple(keys)):
         if attr is not None:
-            value = getattr(row[DEPTH[attr.level]], attr.source.key)
-            if attr.kind == "modalities":
-                value = [m for m in (value or "").split("\\") if m]
-            non_ascii = non_ascii or (isinstance(value, str) and not value.isascii())
-            if encoding is None or vr not in _TEXT_VRS:
-                _set(ds, keyword, value)
-            else:
-                ds[tag] = _raw(tag, vr, value, encoding)  # type: ignore[index]
+            elements.append((tag, vr, _value(attr, getattr(row[DEPTH[attr.level]],
+                                                           attr.source.key))))
             continue
         element = header.get(f"{tag:08X}")
         if element is not None:
-            sub = Dataset.from_json({f"{tag:08X}": element})
-            ds.add(sub[tag])
-            non_ascii = non_ascii or not json.dumps(element, ensure_ascii=False).isascii()
+            from_header[tag] = element
         else:
-            _set(ds, keyword, None)
-    ds.QueryRetrieveLevel = level.value
-    if non_ascii:
-        ds.SpecificCharacterSet = "ISO_IR 192"
-    if encoding is not None:
-        ds.set_original_encoding(encoding[0], encoding[1], ds._character_set)
-    return ds
+            elements.append((tag, vr, None))
+    return Match(level, elements, from_header)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import dcmread
@@ -16,6 +17,11 @@ from storage.origin import Origin
 from tests.support.data import REAL_FILES, StudySpec, make_study, real_file, write
 
 ORIGIN = Origin(channel="dimse", calling_ae="MODALITY", address="127.0.0.1:4000")
+
+
+def _find(archive: Any, query: Query, origin: Any) -> list[Any]:
+    """The matches as pydicom datasets, the way a DICOM peer would read them."""
+    return [match.to_dataset() for match in archive.find(query, origin)]
 
 
 def _store_study(services: Services, tmp_path: Path, spec: StudySpec) -> list[Path]:
@@ -42,7 +48,7 @@ def test_store_then_read_back_is_byte_identical(any_services: Services, tmp_path
 def test_counters_and_study_keys(services: Services, tmp_path: Path) -> None:
     spec = StudySpec(series=2, instances=3, patient_name="Nguyễn^Văn An")
     _store_study(services, tmp_path, spec)
-    (match,) = services.archive.find(Query(Level.STUDY, {"PatientID": "P001"}, [
+    (match,) = _find(services.archive, Query(Level.STUDY, {"PatientID": "P001"}, [
         "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "ModalitiesInStudy",
         "PatientName", "StudyDescription"]), ORIGIN)
     assert match.NumberOfStudyRelatedSeries == 2
@@ -51,7 +57,7 @@ def test_counters_and_study_keys(services: Services, tmp_path: Path) -> None:
     assert str(match.PatientName) == "Nguyễn^Văn An"
     assert match.SpecificCharacterSet == "ISO_IR 192"
     assert match.StudyInstanceUID == spec.study_uid
-    (patient,) = services.archive.find(Query(Level.PATIENT, {"PatientName": "nguyễn*"}, [
+    (patient,) = _find(services.archive, Query(Level.PATIENT, {"PatientName": "nguyễn*"}, [
         "NumberOfPatientRelatedStudies", "NumberOfPatientRelatedInstances"]), ORIGIN)
     assert patient.NumberOfPatientRelatedStudies == 1
     assert patient.NumberOfPatientRelatedInstances == 6
@@ -78,7 +84,7 @@ def test_different_object_same_uid_becomes_a_revision(services: Services,
     (ref,) = archive.locate(Query(Level.IMAGE, {"SOPInstanceUID": ds.SOPInstanceUID}), ORIGIN)
     assert archive.read_dataset(ref).SeriesDescription == "corrected"
     assert len(services.objects.keys()) == 2  # the earlier revision is kept, not discarded
-    (study,) = archive.find(Query(Level.STUDY, {}, ["NumberOfStudyRelatedInstances"]), ORIGIN)
+    (study,) = _find(archive, Query(Level.STUDY, {}, ["NumberOfStudyRelatedInstances"]), ORIGIN)
     assert study.NumberOfStudyRelatedInstances == 1
     services.audit.flush()
     assert [e.outcome for e in services.audit.events(action="store")][:2] == [
@@ -138,7 +144,7 @@ def test_concurrent_stores_into_one_study(services: Services, tmp_path: Path) ->
     assert not errors
     assert services.archive.count() == {"patients": 1, "studies": 1, "series": 1,
                                         "instances": 40}
-    (study,) = services.archive.find(Query(Level.STUDY, {}, [
+    (study,) = _find(services.archive, Query(Level.STUDY, {}, [
         "NumberOfStudyRelatedInstances", "NumberOfStudyRelatedSeries"]), ORIGIN)
     assert study.NumberOfStudyRelatedInstances == 40
     assert study.NumberOfStudyRelatedSeries == 1

@@ -13,9 +13,9 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from pydicom.dataset import Dataset
 
 from ris.services import Services
+from storage.index.match import Match
 from storage.index.query import Level
 from storage.origin import Origin
 from viewer_api.deps import OriginDep, ServicesDep
@@ -26,6 +26,8 @@ DICOM_JSON = "application/dicom+json"
 _JSON_TYPES = {"*/*", "application/*", DICOM_JSON, "application/json"}
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
+INSTANCE_AVAILABILITY, RETRIEVE_URL = 0x00080056, 0x00081190
+STUDY_UID, SERIES_UID, SOP_INSTANCE_UID = 0x0020000D, 0x0020000E, 0x00080018
 
 
 def service_url(request: Request) -> str:
@@ -50,18 +52,14 @@ def warning_header(request: Request, text: str) -> str:
     return f'299 {service_url(request)} "{text}"'
 
 
-def _match_json(ds: Dataset, level: Level, service: str) -> dict[str, Any]:
+def _match_json(match: Match, level: Level, service: str) -> dict[str, Any]:
     """One match as DICOM JSON, with InstanceAvailability and RetrieveURL added."""
-    for keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
-        if keyword in ds:
-            del ds[keyword]  # not part of a QIDO-RS answer; DICOM JSON is always UTF-8
-    ds.InstanceAvailability = "ONLINE"
-    series = str(ds.get("SeriesInstanceUID", "")) if level != Level.STUDY else ""
-    instance = str(ds.get("SOPInstanceUID", "")) if level == Level.IMAGE else ""
-    ds.RetrieveURL = resource_url(service, str(ds.get("StudyInstanceUID", "")), series,
-                                  instance)
-    encoded = ds.to_json_dict()
-    return {tag: encoded[tag] for tag in sorted(encoded)}  # PS3.18 F.2: in tag order
+    match.set(INSTANCE_AVAILABILITY, "CS", "ONLINE")
+    series = str(match.get(SERIES_UID) or "") if level != Level.STUDY else ""
+    instance = str(match.get(SOP_INSTANCE_UID) or "") if level == Level.IMAGE else ""
+    match.set(RETRIEVE_URL, "UR", resource_url(service, str(match.get(STUDY_UID) or ""),
+                                               series, instance))
+    return match.to_json()
 
 
 def _search(request: Request, services: Services, origin: Origin, level: Level,
