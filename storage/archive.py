@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -281,9 +282,18 @@ class Archive:
         return self.objects.open(ref.object_key)
 
     def read_dataset(self, ref: InstanceRef) -> Dataset:
-        """The archived object as a dataset (pixel data kept encoded, never decoded)."""
+        """The archived object as a dataset (pixel data kept encoded, never decoded).
+
+        pydicom seeks while it parses; an object-store stream that cannot seek (an S3
+        GetObject body) is first spooled to a temporary file (in memory up to 64 MiB).
+        """
         with self.open(ref) as fh:
-            return dcmread(fh, force=True)
+            if fh.seekable():
+                return dcmread(fh, force=True)
+            with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
+                shutil.copyfileobj(fh, spool, 1 << 20)
+                spool.seek(0)
+                return dcmread(spool, force=True)
 
     def count(self) -> dict[str, int]:
         with self.db.read() as s:

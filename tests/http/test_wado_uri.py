@@ -35,7 +35,8 @@ def _params(services: Services, name: str, **extra: str) -> dict[str, str]:
 
 
 def test_application_dicom_returns_the_stored_bytes(any_services: Services) -> None:
-    """On the filesystem and S3 stores, through a live server: byte for byte as received."""
+    """On the filesystem and S3 stores, through a live server: byte for byte as received
+    (and rendered from either store)."""
     name = "SC_rgb_jpeg_gdcm.dcm"
     params = _params(any_services, name, contentType="application/dicom")
     with live_server(any_services) as base:
@@ -48,6 +49,10 @@ def test_application_dicom_returns_the_stored_bytes(any_services: Services) -> N
         assert same.content == response.content
         assert_problem(httpx.get(base + "/wado", timeout=30, params={
             **params, "transferSyntax": "1.2.840.10008.1.2"}), 406)
+        png = httpx.get(base + "/wado", params={**params, "contentType": "image/png"},
+                        timeout=30)
+        assert png.status_code == 200, png.text
+        assert_close(decode_png(png.content), reference(dcmread(real_file(name))))
     any_services.audit.flush()
     assert [e for e in any_services.audit.events(action="retrieve") if e.channel == "http"]
 
