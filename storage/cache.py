@@ -132,7 +132,7 @@ class DiskCache:
 
     def _entries(self) -> list[tuple[float, int, Path]]:
         """(mtime, size, path) of every entry; temporary files are left to their writers."""
-        out = []
+        out: list[tuple[float, int, Path]] = []
         if not self.directory.is_dir():
             return out
         for sub in self.directory.iterdir():
