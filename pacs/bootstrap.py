@@ -102,8 +102,8 @@ def serve(settings: Settings) -> None:
              settings.ae_title, workers, "es" if workers > 1 else "")
     log.info("index %s; objects %s", services.db.dialect, services.objects.url)
     try:
-        uvicorn.run(create_app(services), host=settings.http_host, port=settings.http_port,
-                    log_level="warning")
+        app = create_app(services, render_cache=settings.render_cache())
+        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
     finally:
         if server is not None:
             server.shutdown()

@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from storage import StorageSettings
+from storage.cache import CacheSettings
 
 
 class Settings(BaseSettings):
@@ -44,6 +45,9 @@ class Settings(BaseSettings):
     fsync: bool = True
     sqlite_synchronous: str = "FULL"
     find_limit: int = Field(10_000, ge=1, description="C-FIND and QIDO-RS answer at most this many matches")
+    render_cache_dir: Path | None = Field(
+        None, description="rendered previews and thumbnails; default <data_dir>/cache/rendered")
+    render_cache_max_mb: int = Field(1024, ge=0, description="render cache size cap; 0 = off")
 
     @classmethod
     def load(cls, config: Path | None = None, **overrides: Any) -> Settings:
@@ -79,6 +83,13 @@ class Settings(BaseSettings):
             fsync=self.fsync,
             find_limit=self.find_limit,
             sqlite_synchronous=self.sqlite_synchronous,
+        )
+
+    def render_cache(self) -> CacheSettings:
+        """The rendered-image cache slice (``viewer_api.rendering``)."""
+        return CacheSettings(
+            directory=self.render_cache_dir or self.data_dir / "cache" / "rendered",
+            max_bytes=self.render_cache_max_mb * 1024 * 1024,
         )
 
     def worker_count(self) -> int:

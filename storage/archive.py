@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -224,6 +225,40 @@ class Archive:
                                   "keys": {k: v for k, v in query.filters.items() if v}})
         return refs
 
+    def representative(self, query: Query, origin: Origin, *,
+                       action: str = "render") -> InstanceRef | None:
+        """The one instance that stands for a study or series in a preview, or ``None``.
+
+        PS3.18 10.4.1.1.3 leaves the content of a rendered study or series to the origin
+        server; like dcm4chee-arc we render the middle instance (by Instance Number, the
+        upper middle for an even count) of the first series (by Series Number) that holds
+        images (instances with Rows), falling back to any instance so that a study of
+        reports only gets a clear "not renderable" answer. The read is audited as ``action``
+        for the chosen instance.
+        """
+        instance_query = Query(Level.IMAGE, dict(query.filters))
+        stmt = build_select(instance_query, cap=10_000_000).with_only_columns(
+            Series.series_number, Series.id, Instance.rows, Instance.instance_number,
+            Instance.id, Instance.sop_class_uid, Instance.sop_instance_uid,
+            Instance.transfer_syntax_uid, Instance.object_key, Instance.size,
+            maintain_column_froms=True)
+        with self.db.read() as s:
+            rows = [tuple(row) for row in s.execute(stmt)]
+        chosen: InstanceRef | None = None
+        if rows:
+            images = [r for r in rows if r[2] is not None] or rows
+            first = min(images, key=lambda r: (r[0] is None, r[0] or 0, r[1]))
+            members = sorted((r for r in images if r[1] == first[1]),
+                             key=lambda r: (r[3] is None, r[3] or 0, r[4]))
+            chosen = InstanceRef(*members[len(members) // 2][5:])
+        self.audit.record(origin, action, "ok",
+                          patient_id=query.filters.get("PatientID", ""),
+                          study_uid=query.filters.get("StudyInstanceUID", "")[:64],
+                          detail={"level": query.level.value, "instances": int(bool(chosen)),
+                                  "sop_instance_uid": chosen.sop_instance_uid if chosen else "",
+                                  "keys": {k: v for k, v in query.filters.items() if v}})
+        return chosen
+
     def metadata(self, query: Query, origin: Origin) -> Iterator[str]:
         """The DICOM JSON header of every instance below what ``query`` matches.
 
@@ -249,9 +284,18 @@ class Archive:
         return self.objects.open(ref.object_key)
 
     def read_dataset(self, ref: InstanceRef) -> Dataset:
-        """The archived object as a dataset (pixel data kept encoded, never decoded)."""
+        """The archived object as a dataset (pixel data kept encoded, never decoded).
+
+        pydicom seeks while it parses; an object-store stream that cannot seek (an S3
+        GetObject body) is first spooled to a temporary file (in memory up to 64 MiB).
+        """
         with self.open(ref) as fh:
-            return dcmread(fh, force=True)
+            if fh.seekable():
+                return dcmread(fh, force=True)
+            with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
+                shutil.copyfileobj(fh, spool, 1 << 20)
+                spool.seek(0)
+                return dcmread(spool, force=True)
 
     def count(self) -> dict[str, int]:
         with self.db.read() as s:

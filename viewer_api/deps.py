@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from ris.services import Services
 from storage.origin import Origin
+from viewer_api.rendering import Renderer
 
 
 def get_services(request: Request) -> Services:
@@ -22,3 +23,10 @@ def get_origin(request: Request) -> Origin:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 OriginDep = Annotated[Origin, Depends(get_origin)]
+
+
+def get_renderer(request: Request) -> Renderer:
+    return request.app.state.renderer  # type: ignore[no-any-return]
+
+
+RendererDep = Annotated[Renderer, Depends(get_renderer)]

@@ -6,11 +6,12 @@ so the app factory includes one :data:`router`.
 
 from fastapi import APIRouter
 
-from viewer_api.dicomweb import qido, stow, wado
+from viewer_api.dicomweb import qido, rendered, stow, wado
 
 router = APIRouter()
 router.include_router(qido.router)
 router.include_router(wado.router)
 router.include_router(stow.router)
+router.include_router(rendered.router)
 
 __all__ = ["router"]

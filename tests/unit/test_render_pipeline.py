@@ -1,0 +1,178 @@
+"""The render pipeline against references computed from pydicom's own decoding and LUTs.
+
+Every case renders to PNG (lossless) and compares pixel by pixel with
+:func:`tests.support.rendering.reference`, within one grey level of rounding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom import dcmread
+
+from storage.errors import InvalidQuery, NotFound
+from tests.support.data import real_dataset, real_file
+from tests.support.rendering import (
+    assert_close,
+    decode_png,
+    monochrome1,
+    reference,
+    ybr_full,
+)
+from viewer_api.rendering import MediaType, NotRenderable, RenderParams, Viewport, render
+from viewer_api.rendering.params import (
+    THUMBNAIL,
+    VoiFunction,
+    Window,
+    parse_viewport,
+    parse_window,
+    rs_params,
+)
+
+PNG = MediaType.PNG
+
+# file -> (what it covers, frame to render)
+CASES = {
+    "MR_small.dcm": ("MONOCHROME2, dataset window, explicit VR LE", 1),
+    "CT_small.dcm": ("rescale slope/intercept, no window: percentile VOI", 1),
+    "MR_small_bigendian.dcm": ("explicit VR big endian", 1),
+    "image_dfl.dcm": ("deflated explicit VR LE", 1),
+    "JPGExtended.dcm": ("JPEG extended 12-bit", 1),
+    "SC_rgb_jpeg_gdcm.dcm": ("JPEG lossless SV1, RGB", 1),
+    "SC_rgb_jpeg_dcmtk.dcm": ("JPEG baseline, YBR_FULL", 1),
+    "SC_rgb_dcmtk_+eb+cy+np.dcm": ("JPEG baseline, YBR_FULL_422", 1),
+    "SC_ybr_full_422_uncompressed.dcm": ("uncompressed YBR_FULL_422", 1),
+    "MR_small_jpeg_ls_lossless.dcm": ("JPEG-LS lossless", 1),
+    "MR_small_jp2klossless.dcm": ("JPEG 2000 lossless, grey", 1),
+    "693_J2KI.dcm": ("JPEG 2000 lossy, signed, rescaled, windowed", 1),
+    "examples_jpeg2k.dcm": ("JPEG 2000, YBR_RCT colour", 1),
+    "MR_small_RLE.dcm": ("RLE lossless, grey", 1),
+    "SC_rgb_rle.dcm": ("RLE lossless, RGB", 1),
+    "SC_rgb_rle_16bit_2frame.dcm": ("RLE, 16-bit RGB, frame 2", 2),
+    "ExplVR_BigEnd.dcm": ("RGB, planar configuration 1, big endian", 1),
+    "examples_palette.dcm": ("PALETTE COLOR", 1),
+    "examples_ybr_color.dcm": ("JPEG baseline multi-frame YBR_FULL_422, frame 7", 7),
+    "rtdose_rle.dcm": ("RLE multi-frame 32-bit grey, frame 5", 5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_png_matches_the_pydicom_reference(name: str) -> None:
+    ds = real_dataset(name)
+    frame = CASES[name][1]
+    png = render(ds, RenderParams(media=PNG, frame=frame))
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert_close(decode_png(png), reference(dcmread(real_file(name)), frame))
+
+
+@pytest.mark.parametrize("name", ["examples_ybr_color.dcm", "rtdose_rle.dcm",
+                                  "SC_rgb_rle_2frame.dcm"])
+def test_frame_n_is_that_frame_not_the_first(name: str) -> None:
+    ds = real_dataset(name)
+    last = int(ds.NumberOfFrames)
+    first = decode_png(render(ds, RenderParams(media=PNG, frame=1)))
+    nth = decode_png(render(ds, RenderParams(media=PNG, frame=last)))
+    assert not np.array_equal(first, nth)
+    assert_close(nth, reference(dcmread(real_file(name)), last))
+    with pytest.raises(NotFound):
+        render(ds, RenderParams(media=PNG, frame=last + 1))
+
+
+def test_monochrome1_is_inverted(tmp_path: Path) -> None:
+    mono1 = dcmread(monochrome1(tmp_path))
+    mono2 = real_dataset("MR_small.dcm")
+    inverted = decode_png(render(mono1, RenderParams(media=PNG)))
+    normal = decode_png(render(mono2, RenderParams(media=PNG)))
+    assert_close(inverted, 255 - normal, tolerance=0)
+    assert_close(inverted, reference(mono1))
+
+
+def test_uncompressed_ybr_full_is_converted_to_rgb(tmp_path: Path) -> None:
+    ds = dcmread(ybr_full(tmp_path))
+    out = decode_png(render(ds, RenderParams(media=PNG)))
+    assert_close(out, reference(ds))
+    # ... and it is the original RGB picture again, within the YCbCr round trip's error
+    assert_close(out, real_dataset("SC_rgb_rle.dcm").pixel_array, tolerance=2)
+
+
+@pytest.mark.parametrize("function", ["LINEAR", "LINEAR_EXACT", "SIGMOID"])
+def test_requested_window_is_applied_and_changes_the_output(function: str) -> None:
+    ds = real_dataset("CT_small.dcm")
+    narrow = (40.0, 80.0, function)
+    wide = (300.0, 1500.0, function)
+    out = {}
+    for win in (narrow, wide):
+        params = RenderParams(media=PNG, window=Window(win[0], win[1], VoiFunction(function)))
+        out[win] = decode_png(render(ds, params))
+        assert_close(out[win], reference(dcmread(real_file("CT_small.dcm")), window=win))
+    assert not np.array_equal(out[narrow], out[wide])
+
+
+def test_viewport_keeps_the_aspect_ratio() -> None:
+    ds = real_dataset("examples_palette.dcm")  # 800 x 350
+    for viewport, size in (((200, 200), (200, 88)), ((1000, 100), (229, 100)),
+                           ((None, 70), (160, 70)), ((400, None), (400, 175))):
+        png = render(ds, RenderParams(media=PNG, viewport=Viewport(*viewport)))
+        image = decode_png(png)
+        assert (image.shape[1], image.shape[0]) == size, viewport
+    thumb = decode_png(render(ds, RenderParams(media=PNG, viewport=THUMBNAIL)))
+    assert max(thumb.shape[:2]) == 128
+
+
+def test_viewport_region_crops_and_negative_sizes_flip() -> None:
+    ds = real_dataset("CT_small.dcm")  # 128 x 128
+    full = decode_png(render(ds, RenderParams(media=PNG)))
+    crop = decode_png(render(ds, RenderParams(media=PNG, viewport=parse_viewport(
+        "32,16,10,20,32,16"))))
+    assert_close(crop, full[20:36, 10:42], tolerance=0)
+    flipped = decode_png(render(ds, RenderParams(media=PNG, viewport=parse_viewport(
+        "128,128,128,0,-128,128"))))
+    assert_close(flipped, full[:, ::-1], tolerance=0)
+    with pytest.raises(InvalidQuery):
+        render(ds, RenderParams(media=PNG, viewport=parse_viewport("10,10,500,500,10,10")))
+
+
+def test_jpeg_is_the_default_and_quality_is_used() -> None:
+    ds = real_dataset("examples_rgb_color.dcm")
+    low = render(ds, RenderParams(quality=10))
+    high = render(ds, RenderParams(quality=95))
+    assert low.startswith(b"\xff\xd8") and high.startswith(b"\xff\xd8")
+    assert len(low) < len(high)
+    # lossy, but the same picture: small mean error
+    diff = np.abs(decode_png(high).astype(np.int32) - reference(ds).astype(np.int32))
+    assert diff.mean() < 3, diff.mean()
+
+
+def test_objects_without_pixels_are_not_renderable() -> None:
+    for name in ("test-SR.dcm", "rtplan.dcm"):
+        with pytest.raises(NotRenderable) as exc:
+            render(real_dataset(name), RenderParams())
+        assert exc.value.code == "NotRenderable"
+
+
+@pytest.mark.parametrize("text", ["40", "a,b", "40,0", "40,80,cubic", "40,0.5,linear",
+                                  "1,2,3,4", "nan,5"])
+def test_bad_window_parameters_are_refused(text: str) -> None:
+    with pytest.raises(InvalidQuery):
+        parse_window(text)
+
+
+@pytest.mark.parametrize("text", ["", "0,10", "10", "x,y", "10,10,1,2,3", ",", "10,10,0,0,0,5"])
+def test_bad_viewports_are_refused(text: str) -> None:
+    with pytest.raises(InvalidQuery):
+        parse_viewport(text)
+
+
+def test_request_parameters_are_normalised() -> None:
+    params = rs_params({"window": "40,400,linear-exact", "viewport": "64,64",
+                        "quality": "70", "annotation": "patient"}, PNG, frame=3)
+    assert params == RenderParams(media=PNG, frame=3,
+                                  window=Window(40.0, 400.0, VoiFunction.LINEAR_EXACT),
+                                  viewport=Viewport(64, 64), quality=70)
+    # PNG ignores quality, so it is not part of the cache key
+    assert params.key() == rs_params({"window": "40,400,linear-exact", "viewport": "64,64"},
+                                     PNG, frame=3).key()
+    thumb = rs_params({}, MediaType.JPEG, thumbnail=True)
+    assert thumb.viewport == THUMBNAIL and thumb.quality < 90
