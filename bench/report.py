@@ -69,6 +69,82 @@ def ok(b):
     return "**meets**" if b else "**misses**"
 
 
+# issue 4 (DICOMweb) targets, each against Orthanc + DICOMweb plugin in the same run
+WEB_CASES = ["study_ct", "study_cr", "series_ct", "meta_instance", "meta_series", "frame_ct",
+             "rendered_ct_jpeg", "rendered_ct_png", "rendered_cr_jpeg", "rendered_cr_png"]
+CACHED_MS, STREAM_RSS_MB = 5.0, 300
+
+
+def web_tables(find, retrieve, stream, rss, verdicts):
+    """QIDO-RS, WADO-RS and rendering: ours (pacs-web, pacs-web-cached) against orthanc-web."""
+    ours, orth = find.get("pacs-web", {}).get("qido"), find.get("orthanc-web", {}).get("qido")
+    if ours or orth:
+        print("### QIDO-RS study search (5k filler): median / p95 ms, median of repeats\n")
+        print("| target | " + " | ".join(QUERIES) + " |")
+        print("|---|" + "---|" * len(QUERIES))
+        for t in ("orthanc-web", "pacs-web"):
+            d = find.get(t, {}).get("qido") or {}
+            print(f"| {t} | " + " | ".join(
+                f"{d[q]['median_ms']['median']:.1f} / {d[q]['p95_ms']['median']:.1f}" if q in d else "n/a"
+                for q in QUERIES) + " |")
+        print()
+        for q in QUERIES:
+            if ours and orth and q in ours and q in orth:
+                r = ours[q]["p95_ms"]["median"] / orth[q]["p95_ms"]["median"]
+                verdicts.append((f"QIDO-RS p95 {q}: <= 0.5x Orthanc", f"{r:.2f}x", r <= 0.5 and ours[q].get("ok", True)))
+    if not retrieve:
+        return
+    print("### WADO-RS and rendered previews: median ms (MB/s), median of repeats\n")
+    targets = [t for t in ("orthanc-web", "pacs-web", "pacs-web-cached") if t in retrieve]
+    print("| case | " + " | ".join(targets) + " | ours / Orthanc |")
+    print("|---|" + "---|" * len(targets) + "---|")
+    sm = {t: retrieve[t]["summary"] for t in targets}
+    for c in WEB_CASES:
+        if not any(c in sm[t] for t in targets):
+            continue
+        cells = []
+        for t in targets:
+            x = sm[t].get(c)
+            if not x:
+                cells.append("-")
+            elif not x.get("ok", True) and not x.get("median_ms"):
+                cells.append(f"FAIL ({x.get('error')})")
+            else:
+                cells.append(f"{x['median_ms']['median']:.1f} ({x['MB_per_s']['median']:.0f})")
+        o, p = sm.get("orthanc-web", {}).get(c), sm.get("pacs-web", {}).get(c)
+        ratio = None
+        if o and p and o.get("median_ms") and p.get("median_ms"):
+            ratio = p["median_ms"]["median"] / o["median_ms"]["median"]
+        print(f"| {c} | " + " | ".join(cells) + f" | {f'{ratio:.2f}x' if ratio else '-'} |")
+        if ratio is None:
+            continue
+        if c == "meta_series":
+            verdicts.append(("series metadata: <= 0.5x Orthanc's time", f"{ratio:.2f}x", ratio <= 0.5))
+        elif c.startswith("rendered"):
+            verdicts.append((f"{c} uncached: <= 1.0x Orthanc's time", f"{ratio:.2f}x", ratio <= 1.0))
+        elif c == "study_ct":
+            thr = p["MB_per_s"]["median"] / o["MB_per_s"]["median"]
+            verdicts.append(("WADO-RS CT study throughput: >= 1.0x Orthanc", f"{thr:.2f}x", thr >= 1.0))
+    for c, x in sm.get("pacs-web-cached", {}).items():
+        if x.get("median_ms"):
+            ms = x["median_ms"]["median"]
+            verdicts.append((f"{c} cached: < {CACHED_MS:.0f} ms", f"{ms:.1f} ms", ms < CACHED_MS))
+    print()
+    if stream:
+        print("### Streaming one whole large study over WADO-RS\n")
+        print("| target | bytes | runs: s (MB/s) | peak RSS during stream, MiB (largest process) |")
+        print("|---|---|---|---|")
+        for t, r in stream.items():
+            peaks = [p["hwm_mib"] or 0 for w in rss if w["target"] == f"{t}:stream-1GiB" for p in w["procs"]]
+            peak = max(peaks) if peaks else None
+            runs = ", ".join(f"{x['seconds']:.1f} ({x['MB_per_s']:.0f})" for x in r["runs"])
+            print(f"| {t} | {r['runs'][0]['bytes'] / 2**20:.0f} MiB | {runs} | {f'{peak:.0f}' if peak else 'n/a'} |")
+            if t.startswith("pacs") and peak:
+                verdicts.append((f"memory flat while streaming {r['runs'][0]['bytes'] / 2**30:.1f} GiB: peak < "
+                                 f"{STREAM_RSS_MB} MiB", f"{peak:.0f} MiB", peak < STREAM_RSS_MB))
+        print()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
@@ -79,6 +155,8 @@ def main():
     find = latest(load(os.path.join(R, "find.jsonl"), a.run))
     rss = load(os.path.join(R, "rss.jsonl"), a.run)
     loads = load(os.path.join(R, "load.jsonl"), a.run)
+    retrieve = latest(load(os.path.join(R, "retrieve.jsonl"), a.run))
+    stream = latest(load(os.path.join(R, "stream.jsonl"), a.run))
     verdicts = []
 
     # ------------------------------------------------------------------ ingest
@@ -190,6 +268,8 @@ def main():
             print(f"| {r['target']} | {r['what']} | {r['method']} | {r['files']} | {r['seconds']:.0f} | "
                   f"{r['files_per_s'] if r['files'] else '-'} | {r.get('detail', '')} |")
         print()
+
+    web_tables(find, retrieve, stream, rss, verdicts)
 
     if verdicts:
         print("### Targets\n")

@@ -13,6 +13,10 @@
 #   pacs-sqlite  ours on SQLite: ingest per worker count, filler 5k, C-FIND at 5k, +95k, C-FIND at 100k
 #   pacs-pg      ours on PostgreSQL: ingest, filler 5k, C-FIND at 5k, 100k index, C-FIND at 100k
 #   orthanc-100k Orthanc again (its 5k archive kept on disk), +95k by C-STORE, C-FIND at 100k
+#   web          DICOMweb (issue 4): ours (SQLite) and Orthanc + DICOMweb plugin, each holding small +
+#                filler 5k + one ~1 GiB CT study: QIDO-RS, WADO-RS study/series/metadata/frame,
+#                rendered CT/CR (ours with the render cache off = uncached, then on = cached),
+#                and peak RSS while streaming the 1 GiB study
 #   report       markdown tables -> bench/results/summary.md
 # Optional (not in the default list): pynetdicom = the harness's bare pynetdicom receiver
 #   (what pure Python costs without any indexing), ingest only.
@@ -32,6 +36,8 @@
 #       import = `pacs import` of the files (4 processes, server running), cstore = storescu
 #   BENCH_PG_100K_LOAD [copy]          PostgreSQL: copy = rows of the SQLite 100k index copied
 #       by copy_index.py (needs pacs-sqlite in the same run), import, cstore
+#   BENCH_WEB_ITER [10] BENCH_WEB_REPEATS [3]   bench_retrieve.py iterations x repeats (web)
+#   BENCH_BIG_MIB [1024]               size of the streamed study (web)
 #   BENCH_FIND_CLIENTS [findscu]       bench_find.py --dimse-client (findscu,pynetdicom for both)
 #   BENCH_PACS_REV [HEAD]              the commit of ours to measure: `git archive` into
 #       bench/work/code-<sha>, run from there (PYTHONPATH), so edits to the working tree during a
@@ -52,7 +58,11 @@ export BENCH_CORPUS="$CORPUS/small"
 FILLER="$CORPUS/filler"
 FILLER100K="$CORPUS/filler100k"
 DELTA="$CORPUS/filler100k-delta.txt"
-PHASES="${BENCH_PHASES:-setup,corpus,storescp,orthanc,pacs-sqlite,pacs-pg,orthanc-100k,report}"
+PHASES="${BENCH_PHASES:-setup,corpus,storescp,orthanc,pacs-sqlite,pacs-pg,orthanc-100k,web,report}"
+WEB_ITER="${BENCH_WEB_ITER:-10}"
+WEB_REPEATS="${BENCH_WEB_REPEATS:-3}"
+BIG="$CORPUS/big"
+BIG_MIB="${BENCH_BIG_MIB:-1024}"
 STORE_REPEATS="${BENCH_REPEATS:-3}"
 PACS_REPEATS="${BENCH_PACS_REPEATS:-$STORE_REPEATS}"
 FIND_REPEATS="${BENCH_FIND_REPEATS:-3}"
@@ -312,6 +322,72 @@ if has orthanc-100k; then
   watch_rss "$ORTHANC_RUN/orthanc.pid" "orthanc:query-100k"
   find_step orthanc-100k "$ORTHANC_DP" ORTHANC "$FILLER100K"
   stop_watch
+  "$HARNESS/targets/orthanc.sh" stop >/dev/null
+fi
+
+# --- DICOMweb (issue 4) -------------------------------------------------------------------
+web_steps() {  # TARGET DICOMWEB-URL PIDFILE CASES
+  say "$1: QIDO-RS (bench_find.py --skip-dimse) with the 5k filler"
+  (cd "$HARNESS" && BENCH_TARGET="$1" "$PY" bench_find.py --corpus "$BENCH_CORPUS" --extra-corpus "$FILLER" \
+      --skip-dimse --dicomweb "$2" --repeats "$FIND_REPEATS" --iterations "$FIND_ITER") \
+      >>"$BENCH_RESULTS/find.jsonl" 2> >(tee -a "$LOGF" >&2)
+  say "$1: WADO-RS retrieve ($WEB_REPEATS x $WEB_ITER per case)"
+  (cd "$HARNESS" && BENCH_TARGET="$1" "$PY" bench_retrieve.py --corpus "$BENCH_CORPUS" --dicomweb "$2" \
+      --repeats "$WEB_REPEATS" --iterations "$WEB_ITER" ${4:+--cases "$4"}) \
+      >>"$BENCH_RESULTS/retrieve.jsonl" 2> >(tee -a "$LOGF" >&2)
+}
+
+web_stream() {  # TARGET DICOMWEB-URL PIDFILE
+  local study; study=$("$PY" -c "import json;print(json.load(open('$BIG/study.json'))['study'])")
+  say "$1: streaming the ${BIG_MIB} MiB study over WADO-RS (peak RSS sampled each 0.2 s)"
+  "$PY" "$HERE/rss.py" --watch "$3" --interval 0.2 --label "$1:stream-1GiB" --event watch --note "$BENCH_NOTE" \
+      >>"$BENCH_RESULTS/rss.jsonl" & WATCHER=$!
+  "$PY" "$HERE/stream_study.py" --dicomweb "$2" --study "$study" --target "$1" --note "$BENCH_NOTE" \
+      >>"$BENCH_RESULTS/stream.jsonl" 2> >(tee -a "$LOGF" >&2)
+  stop_watch
+}
+
+web_load() {  # TARGET AEC PORT: small corpus + filler + the big study, by C-STORE (untimed)
+  local t0; t0=$(date +%s.%N)
+  { find "$BENCH_CORPUS" "$FILLER" "$BIG" -name '*.dcm' | sort; } | cstore_files "$2" "$3"
+  say "$1: small + filler + big study loaded by C-STORE in $(elapsed "$t0") s"
+}
+
+if has web; then
+  [[ -f $BIG/study.json ]] || { say "generating the ${BIG_MIB} MiB study"; "$PY" "$HERE/make_big_study.py" --out "$BIG" --mib "$BIG_MIB" >/dev/null; }
+  RENDER="rendered_ct_jpeg,rendered_ct_png,rendered_cr_jpeg,rendered_cr_png"
+  # ours: auth off (Orthanc in the harness has none either); render cache off, then on
+  export PACS_BENCH_DB=sqlite PACS_BENCH_WORKERS=2 PACS_BENCH_LABEL=pacs-web PACS_BENCH_RUN="$WORK/pacs-web"
+  export PACS_AUTH=off PACS_RENDER_CACHE_MAX_MB=0
+  "$HERE/pacs.sh" stop >/dev/null; "$HERE/pacs.sh" wipe; "$HERE/pacs.sh" start >/dev/null
+  web_load pacs-web PACS "$PACS_DP"
+  URL="http://127.0.0.1:${PACS_BENCH_HTTP_PORT:-8400}/dicomweb"
+  watch_rss "$WORK/pacs-web/pacs.pid" "pacs-web:retrieve"
+  web_steps pacs-web "$URL" "$WORK/pacs-web/pacs.pid" ""
+  stop_watch
+  # a fresh process, so the peak RSS (VmHWM) seen is the stream's, not the renderer's
+  "$HERE/pacs.sh" stop >/dev/null; "$HERE/pacs.sh" start >/dev/null
+  web_stream pacs-web "$URL" "$WORK/pacs-web/pacs.pid"
+  "$HERE/pacs.sh" stop >/dev/null
+  unset PACS_RENDER_CACHE_MAX_MB
+  "$HERE/pacs.sh" start >/dev/null
+  (cd "$HARNESS" && BENCH_TARGET="pacs-web-cached" "$PY" bench_retrieve.py --corpus "$BENCH_CORPUS" --dicomweb "$URL" \
+      --repeats "$WEB_REPEATS" --iterations "$WEB_ITER" --cases "$RENDER") \
+      >>"$BENCH_RESULTS/retrieve.jsonl" 2> >(tee -a "$LOGF" >&2)
+  "$HERE/pacs.sh" stop >/dev/null
+  unset PACS_AUTH
+  # Orthanc with its DICOMweb plugin, same data, in a run directory of its own (the 100k
+  # archive of the orthanc phases is kept)
+  "$HARNESS/targets/orthanc.sh" stop >/dev/null 2>&1 || true
+  export ORTHANC_RUN="$WORK/orthanc-web"
+  "$HARNESS/targets/orthanc.sh" reset >/dev/null
+  web_load orthanc-web ORTHANC "$ORTHANC_DP"
+  OURL="http://127.0.0.1:${ORTHANC_HTTP_PORT:-8042}/dicom-web"
+  watch_rss "$ORTHANC_RUN/orthanc.pid" "orthanc-web:retrieve"
+  web_steps orthanc-web "$OURL" "$ORTHANC_RUN/orthanc.pid" ""
+  stop_watch
+  "$HARNESS/targets/orthanc.sh" stop >/dev/null; "$HARNESS/targets/orthanc.sh" start >/dev/null
+  web_stream orthanc-web "$OURL" "$ORTHANC_RUN/orthanc.pid"
   "$HARNESS/targets/orthanc.sh" stop >/dev/null
 fi
 
