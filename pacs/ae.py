@@ -11,6 +11,7 @@ import copy
 import socket
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pydicom.config
@@ -27,10 +28,12 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pacs.scp import responses
+from pacs.scp.acceptance import handle_association_request
 from pacs.scp.echo import handle_echo
 from pacs.scp.find import handle_find
 from pacs.scp.retrieve import handle_get, handle_move
 from pacs.scp.store import handle_store
+from pacs.tls import server_context
 from ris.services import Services
 
 QR_FIND = [sc.PatientRootQueryRetrieveInformationModelFind,
@@ -49,6 +52,10 @@ class DicomSettings:
     max_pdu: int = 262_144
     max_associations: int = 64
     reuse_port: bool = False
+    allow_unknown_ae: bool = True
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
 
 
 def configure_library() -> None:
@@ -128,9 +135,11 @@ def build_ae(settings: DicomSettings) -> AE:
     return ae
 
 
-def handlers(services: Services, ae_title: str) -> list[Any]:
+def handlers(services: Services, ae_title: str, *, allow_unknown_ae: bool = True) -> list[Any]:
     archive = services.archive
     return [
+        (evt.EVT_REQUESTED, handle_association_request,
+         [services.aes, services.audit, allow_unknown_ae]),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_C_STORE, handle_store, [archive]),
         (evt.EVT_C_FIND, handle_find, [archive, ae_title]),
@@ -144,10 +153,14 @@ def start_dicom(services: Services, settings: DicomSettings) -> PacsAssociationS
     configure_library()
     ae = build_ae(settings)
     server_class = type("Server", (PacsAssociationServer,), {"reuse_port": settings.reuse_port})
+    tls = (server_context(settings.tls_cert, settings.tls_key, settings.tls_ca)
+           if settings.tls_cert is not None and settings.tls_key is not None else None)
     server = ae.make_server(
         (settings.host, settings.port),
-        evt_handlers=handlers(services, settings.ae_title),
+        evt_handlers=handlers(services, settings.ae_title,
+                              allow_unknown_ae=settings.allow_unknown_ae),
         server_class=server_class,
+        ssl_context=tls,
     )
     server.contexts = _Contexts(server.contexts)
     thread = threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True)

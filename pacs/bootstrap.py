@@ -19,6 +19,7 @@ from pacs.ae import DicomSettings, configure_library, start_dicom
 from pacs.settings import Settings
 from ris.services import Services, build_services
 from storage.index.migrate import upgrade
+from storage.origin import Origin
 
 log = logging.getLogger("pacs")
 
@@ -36,14 +37,34 @@ def prepare(settings: Settings) -> Services:
     configure_library()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.storage().database_url)
-    return build_services(settings.storage())
+    return build_services(settings.storage(), settings.auth_settings())
+
+
+def first_admin(services: Services, settings: Settings) -> None:
+    """On the first start (no user yet) create ``admin`` (SPEC.md "Users, access and audit").
+
+    The password is ``PACS_ADMIN_PASSWORD``, or a random one printed once to standard
+    output, never to the log.
+    """
+    generated = services.accounts.ensure_admin(settings.admin_password,
+                                               Origin(channel="cli", username="pacs serve"))
+    if generated:
+        print(f"Created user 'admin' with password: {generated}\n"
+              "This is shown once; change it with: pacs user passwd admin", flush=True)
+    if not settings.auth:
+        log.warning("HTTP authentication is OFF (PACS_AUTH=off): every caller is admin%s",
+                    "" if settings.http_host in ("127.0.0.1", "localhost", "::1")
+                    else f", and the HTTP listener is on {settings.http_host}")
 
 
 def dicom_settings(settings: Settings, *, reuse_port: bool) -> DicomSettings:
     return DicomSettings(ae_title=settings.ae_title, host=settings.dicom_host,
                          port=settings.dicom_port, max_pdu=settings.dicom_max_pdu,
                          max_associations=settings.dicom_max_associations,
-                         reuse_port=reuse_port)
+                         reuse_port=reuse_port,
+                         allow_unknown_ae=settings.dicom_allow_unknown_ae,
+                         tls_cert=settings.dicom_tls_cert, tls_key=settings.dicom_tls_key,
+                         tls_ca=settings.dicom_tls_ca)
 
 
 def _dicom_worker(settings_json: str, ready: Any) -> None:
@@ -51,7 +72,7 @@ def _dicom_worker(settings_json: str, ready: Any) -> None:
     configure_logging()
     settings = Settings.model_validate_json(settings_json)
     configure_library()
-    services = build_services(settings.storage())
+    services = build_services(settings.storage(), settings.auth_settings())
     server = start_dicom(services, dicom_settings(settings, reuse_port=True))
     ready.set()
     stop = threading.Event()
@@ -91,6 +112,7 @@ def serve(settings: Settings) -> None:
     # restored this handler: turn that into SystemExit so the clean-up below runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     services = prepare(settings)
+    first_admin(services, settings)
     workers = settings.worker_count()
     procs: list[Any] = []
     server = None
@@ -101,9 +123,15 @@ def serve(settings: Settings) -> None:
     log.info("DICOM listening on port %d as %s (%d process%s)", settings.dicom_port,
              settings.ae_title, workers, "es" if workers > 1 else "")
     log.info("index %s; objects %s", services.db.dialect, services.objects.url)
+    tls: dict[str, Any] = {}
+    if settings.http_tls_cert is not None:
+        tls = {"ssl_certfile": str(settings.http_tls_cert),
+               "ssl_keyfile": str(settings.http_tls_key)}
+    log.info("HTTP%s on %s:%d", "S" if tls else "", settings.http_host, settings.http_port)
     try:
         app = create_app(services, render_cache=settings.render_cache())
-        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning",
+                    **tls)
     finally:
         if server is not None:
             server.shutdown()

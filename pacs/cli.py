@@ -69,6 +69,61 @@ def cmd_ae_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _password(args: argparse.Namespace) -> str:
+    """A new password: from standard input (``--password-stdin``) or typed twice."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("New password: ")
+    if first != getpass.getpass("Repeat it: "):
+        raise PacsError("the two passwords differ")
+    return first
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    user = _services(args).accounts.add(args.name, _password(args), args.role, CLI,
+                                        full_name=args.full_name)
+    print(f"added user {user.username} ({user.role})")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    for user in _services(args).accounts.list():
+        state = "disabled" if user.disabled else "active"
+        print(f"{user.username:<24} {user.role:<13} {state:<8} {user.full_name}".rstrip())
+    return 0
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    _services(args).accounts.disable(args.name, CLI)
+    print(f"disabled {args.name}; its tokens are revoked")
+    return 0
+
+
+def cmd_user_enable(args: argparse.Namespace) -> int:
+    _services(args).accounts.update(args.name, CLI, disabled=False)
+    print(f"enabled {args.name}")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    _services(args).accounts.set_password(args.name, _password(args), CLI)
+    print(f"password of {args.name} changed; its tokens are revoked")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    services = _services(args)
+    report = services.audit.verify()
+    services.close()
+    if report.intact:
+        print(f"audit trail intact: {report.records} records, hash chain verified")
+        return 0
+    print(f"audit trail BROKEN at record {report.broken_at}: {report.reason}")
+    return 1
+
+
 def _files(paths: list[Path]) -> Iterator[Path]:
     for path in paths:
         if path.is_dir():
@@ -180,6 +235,37 @@ def parser() -> argparse.ArgumentParser:
     r = ae.add_parser("remove", help="forget an AE")
     r.add_argument("name")
     r.set_defaults(func=cmd_ae_remove)
+
+    from storage.accounts import Role
+
+    us = sub.add_parser("user", help="HTTP users and their roles").add_subparsers(
+        dest="user_command", required=True, metavar="ACTION")
+    us.add_parser = partial(us.add_parser, parents=[common])  # type: ignore[method-assign]
+    u = us.add_parser("add", help="create a user: NAME --role ROLE (password prompted)")
+    u.add_argument("name")
+    u.add_argument("--role", required=True, choices=[r.value for r in Role])
+    u.add_argument("--full-name", default="")
+    u.add_argument("--password-stdin", action="store_true",
+                   help="read the password from standard input instead of prompting")
+    u.set_defaults(func=cmd_user_add)
+    us.add_parser("list", help="list users").set_defaults(func=cmd_user_list)
+    u = us.add_parser("disable", help="disable a user and revoke its tokens")
+    u.add_argument("name")
+    u.set_defaults(func=cmd_user_disable)
+    u = us.add_parser("enable", help="enable a disabled user")
+    u.add_argument("name")
+    u.set_defaults(func=cmd_user_enable)
+    u = us.add_parser("passwd", help="set a user's password (revokes its tokens)")
+    u.add_argument("name")
+    u.add_argument("--password-stdin", action="store_true",
+                   help="read the password from standard input instead of prompting")
+    u.set_defaults(func=cmd_user_passwd)
+
+    au = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="audit_command", required=True, metavar="ACTION")
+    au.add_parser = partial(au.add_parser, parents=[common])  # type: ignore[method-assign]
+    au.add_parser("verify", help="check the hash chain; exit 1 at the first broken "
+                  "record").set_defaults(func=cmd_audit_verify)
 
     i = sub.add_parser("import", help="archive DICOM files from folders (recursive)")
     i.add_argument("paths", nargs="+", type=Path, help="files or folders")

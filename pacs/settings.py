@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from storage import StorageSettings
+from storage.accounts import AuthSettings
 from storage.cache import CacheSettings
 
 
@@ -48,6 +49,32 @@ class Settings(BaseSettings):
     render_cache_dir: Path | None = Field(
         None, description="rendered previews and thumbnails; default <data_dir>/cache/rendered")
     render_cache_max_mb: int = Field(1024, ge=0, description="render cache size cap; 0 = off")
+    # -- security (docs/security.md) ------------------------------------------------------
+    auth: bool = Field(True, description="HTTP authentication; PACS_AUTH=off for a closed lab")
+    admin_password: str | None = Field(None, repr=False,
+                                       description="password of the first user, admin")
+    token_ttl: int = Field(8 * 3600, ge=60, description="bearer token lifetime, seconds")
+    login_max_failures: int = Field(5, ge=1)
+    login_failure_window: int = Field(300, ge=1, description="seconds")
+    metrics_token: str | None = Field(None, repr=False,
+                                      description="bearer token that may read /metrics only")
+    dicom_tls_cert: Path | None = None
+    dicom_tls_key: Path | None = None
+    dicom_tls_ca: Path | None = Field(None, description="CA bundle; set = client certs required")
+    http_tls_cert: Path | None = None
+    http_tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        """A certificate needs its key and the reverse; a CA needs a certificate."""
+        for kind in ("dicom", "http"):
+            cert, key = getattr(self, f"{kind}_tls_cert"), getattr(self, f"{kind}_tls_key")
+            if (cert is None) != (key is None):
+                raise ValueError(f"PACS_{kind.upper()}_TLS_CERT and PACS_{kind.upper()}_TLS_KEY "
+                                 "go together")
+        if self.dicom_tls_ca is not None and self.dicom_tls_cert is None:
+            raise ValueError("PACS_DICOM_TLS_CA needs PACS_DICOM_TLS_CERT and _KEY")
+        return self
 
     @classmethod
     def load(cls, config: Path | None = None, **overrides: Any) -> Settings:
@@ -91,6 +118,12 @@ class Settings(BaseSettings):
             directory=self.render_cache_dir or self.data_dir / "cache" / "rendered",
             max_bytes=self.render_cache_max_mb * 1024 * 1024,
         )
+
+    def auth_settings(self) -> AuthSettings:
+        return AuthSettings(enabled=self.auth, token_ttl=self.token_ttl,
+                            max_failures=self.login_max_failures,
+                            failure_window=self.login_failure_window,
+                            metrics_token=self.metrics_token or None)
 
     def worker_count(self) -> int:
         """DICOM receiving processes. An association spends much of its time waiting (on

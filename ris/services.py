@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storage import StorageSettings
+from storage.accounts import Accounts, AuthSettings
 from storage.aes import AeRegistry
 from storage.archive import Archive
 from storage.audit import AuditLog
@@ -22,13 +23,14 @@ class Services:
     audit: AuditLog
     archive: Archive
     aes: AeRegistry
+    accounts: Accounts
 
     def close(self) -> None:
         self.audit.flush()
         self.db.dispose()
 
 
-def build_services(settings: StorageSettings) -> Services:
+def build_services(settings: StorageSettings, auth: AuthSettings | None = None) -> Services:
     """Open the index engine and the object store once for this process."""
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     objects = open_store(settings.storage_url, fsync=settings.fsync,
@@ -36,4 +38,4 @@ def build_services(settings: StorageSettings) -> Services:
     audit = AuditLog(db)
     archive = Archive(db, objects, audit, find_limit=settings.find_limit)
     return Services(settings=settings, db=db, objects=objects, audit=audit, archive=archive,
-                    aes=AeRegistry(db))
+                    aes=AeRegistry(db), accounts=Accounts(db, audit, auth))

@@ -64,7 +64,25 @@ class Conflict(PacsError):
 
 
 class NotAuthorised(PacsError):
+    """The caller is known but its role does not allow the operation (HTTP 403)."""
+
     code = "NotAuthorised"
+
+
+class NotAuthenticated(PacsError):
+    """No credentials, or wrong ones (HTTP 401 with a ``WWW-Authenticate`` challenge)."""
+
+    code = "NotAuthenticated"
+
+
+class TooManyAttempts(PacsError):
+    """Too many failed logins for this user or address; ``retry_after`` seconds to wait."""
+
+    code = "TooManyAttempts"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -88,6 +106,8 @@ ERRORS: dict[str, ErrorStatus] = {
     "ObjectNotFound": ErrorStatus(0xA700, None, 0xA702, 404),
     "UnknownMoveDestination": ErrorStatus(None, None, 0xA801, 404),
     "NotAuthorised": ErrorStatus(0x0124, 0x0124, 0x0124, 403),
+    "NotAuthenticated": ErrorStatus(0x0124, 0x0124, 0x0124, 401),
+    "TooManyAttempts": ErrorStatus(None, None, None, 429),
     "NotFound": ErrorStatus(None, None, None, 404),
     "Conflict": ErrorStatus(None, None, None, 409),
 }

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 class Origin:
     """The caller of a service operation, as Orthanc's ``DicomInstanceOrigin``.
 
-    ``channel`` is ``dimse``, ``http``, ``hl7`` or ``cli``.
+    ``channel`` is ``dimse``, ``http``, ``hl7`` or ``cli``. HTTP origins carry the
+    authenticated ``username`` and its ``role``; DIMSE origins the calling AE title.
     """
 
     channel: str
@@ -17,6 +18,7 @@ class Origin:
     called_ae: str = ""
     address: str = ""
     username: str = ""
+    role: str = ""
 
 
 CLI = Origin(channel="cli", username="cli")

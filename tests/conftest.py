@@ -13,6 +13,7 @@ import pytest
 from pacs.ae import DicomSettings, configure_library, start_dicom
 from ris.services import Services, build_services
 from storage import StorageSettings
+from storage.accounts import AuthSettings
 from storage.index.migrate import upgrade
 from tests.support.net import free_port
 from tests.support.pg import drop_database, fresh_database, pg_template  # noqa: F401
@@ -42,9 +43,15 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
-def _services(database_url: str, storage_url: str, **options: object) -> Services:
+AUTH_OFF = AuthSettings(enabled=False)
+"""HTTP authentication of the shared fixtures: off, so tests of other features call routes
+without credentials. tests/http/test_auth*.py build their services with it on."""
+
+
+def _services(database_url: str, storage_url: str, *, auth: AuthSettings = AUTH_OFF,
+              **options: object) -> Services:
     return build_services(StorageSettings(database_url=database_url, storage_url=storage_url,
-                                          **options))  # type: ignore[arg-type]
+                                          **options), auth)  # type: ignore[arg-type]
 
 
 @pytest.fixture

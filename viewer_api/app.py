@@ -1,15 +1,20 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory.
+
+Every route passes :func:`viewer_api.auth.enforce_policy` first: the caller is
+authenticated and the route's declared permission checked (default-deny, docs/security.md).
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from ris.services import Services
 from storage.cache import CacheSettings, DiskCache
 from viewer_api import dicomweb, problems, wado_uri
+from viewer_api.auth import PUBLIC, Permission, enforce_policy, require
 from viewer_api.rendering import Renderer
-from viewer_api.routes import aes, health
+from viewer_api.routes import aes, audit, auth, health, users
 
 
 def create_app(services: Services, *, render_cache: CacheSettings | None = None) -> FastAPI:
@@ -18,17 +23,22 @@ def create_app(services: Services, *, render_cache: CacheSettings | None = None)
     ``render_cache`` places the disk cache of rendered previews and thumbnails
     (``Settings.render_cache()``); without it every preview is rendered afresh.
     """
-    app = FastAPI(title="Filmless PACS", version="0.1.0")
+    app = FastAPI(title="Filmless PACS", version="0.1.0",
+                  dependencies=[Depends(enforce_policy)])
     app.state.services = services
     app.state.renderer = Renderer(services.archive,
                                   DiskCache(render_cache) if render_cache else None)
     problems.install(app)
     # DICOMweb viewers such as OHIF are served from another origin (SPEC.md "HTTP").
     app.add_middleware(CORSMiddleware, allow_origins=["*"],
-                       allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
-                       expose_headers=["Warning", "Content-Location"])
-    app.include_router(health.router)
+                       allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+                       allow_headers=["*"],
+                       expose_headers=["Warning", "Content-Location", "WWW-Authenticate"])
+    app.include_router(health.router, dependencies=[PUBLIC])
+    app.include_router(auth.router)
+    app.include_router(users.router)
+    app.include_router(audit.router)
     app.include_router(aes.router)
     app.include_router(dicomweb.router)
-    app.include_router(wado_uri.router)
+    app.include_router(wado_uri.router, dependencies=[require(Permission.IMAGES_READ)])
     return app

@@ -16,9 +16,14 @@ def get_services(request: Request) -> Services:
 
 
 def get_origin(request: Request) -> Origin:
+    """The caller: its address, and the user and role :mod:`viewer_api.auth` authenticated."""
     client = request.client
     address = f"{client.host}:{client.port}" if client else ""
-    return Origin(channel="http", address=address)
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        return Origin(channel="http", address=address)
+    return Origin(channel="http", address=address, username=principal.username,
+                  role=principal.role)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

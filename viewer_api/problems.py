@@ -14,6 +14,8 @@ from storage.errors import PacsError, status_of
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
+CHALLENGE = 'Basic realm="Filmless PACS", Bearer realm="Filmless PACS"'
+"""The ``WWW-Authenticate`` challenge of every 401 (RFC 9110 11.6.1, RFC 7617, RFC 6750)."""
 
 
 def problem(status: int, detail: str, instance: str = "", type_: str = "about:blank") -> JSONResponse:
@@ -28,7 +30,13 @@ def install(app: FastAPI) -> None:
     async def _pacs_error(request: Request, exc: PacsError) -> JSONResponse:
         status = status_of(exc).http
         log.warning("%s %s -> %d %s", request.method, request.url.path, status, exc.code)
-        return problem(status, str(exc), request.url.path, f"urn:filmless-pacs:{exc.code}")
+        response = problem(status, str(exc), request.url.path, f"urn:filmless-pacs:{exc.code}")
+        if status == 401:
+            response.headers["WWW-Authenticate"] = CHALLENGE
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -151,14 +152,20 @@ class RemoteAE(Base):
 
 
 class AuditEvent(Base):
-    """One access to or change of patient data (who, what, when, from where, outcome)."""
+    """One access to or change of patient data (who, what, when, from where, outcome).
+
+    Append-only and hash-chained (``storage.audit_chain``): ``seq`` numbers the records
+    without gaps, ``hash`` = sha256(``prev_hash`` + the canonical record).
+    """
 
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
     at: Mapped[datetime] = mapped_column(DateTime, index=True)
     channel: Mapped[str] = mapped_column(String(16))
-    username: Mapped[str] = mapped_column(String(64), default="")
+    username: Mapped[str] = mapped_column(String(64), default="", index=True)
+    role: Mapped[str] = mapped_column(String(16), default="")
     calling_ae: Mapped[str] = mapped_column(String(16), default="")
     called_ae: Mapped[str] = mapped_column(String(16), default="")
     address: Mapped[str] = mapped_column(String(64), default="")
@@ -167,6 +174,52 @@ class AuditEvent(Base):
     patient_id: Mapped[str] = mapped_column(Key(64), default="")
     study_uid: Mapped[str] = mapped_column(Key(64), default="", index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The one row naming the last record of the audit chain.
+
+    Appending locks this row (``SELECT … FOR UPDATE``; on SQLite the ``IMMEDIATE`` write
+    transaction), so processes append one after another; verification compares the
+    chain's end with it, so deleting the newest records is detected too.
+    """
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class User(Base):
+    """An account of the HTTP interface (``pacs user``, ``/api/users``)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    full_name: Mapped[str] = mapped_column(String(128), default="")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    password_changed_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ApiToken(Base):
+    """A bearer token (``POST /api/auth/token``); only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_fk: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    address: Mapped[str] = mapped_column(String(64), default="")
 
 
 Index("ix_studies_patient_date", Study.patient_fk, Study.study_date)

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from storage.audit import AUDIT_INSERT, event_values, utcnow
+from storage.audit import append_events, event_values, utcnow
 from storage.dicomio import Header, normalise_name
 from storage.index.database import Database
 from storage.index.dialects import insert_ignore
@@ -74,9 +74,9 @@ class InstanceWriter:
         with self._db.write_connection() as conn:
             existing = conn.execute(SELECT_EXISTING, {"uid": h.sop_instance_uid}).first()
             if existing is not None and existing.sha256 == sha256:
-                conn.execute(AUDIT_INSERT, event_values(
+                append_events(conn, [event_values(
                     origin, "store", "duplicate", **audit,
-                    detail={"sop_instance_uid": h.sop_instance_uid}))
+                    detail={"sop_instance_uid": h.sop_instance_uid})])
                 return StoreOutcome.DUPLICATE
             patient_pk, study_pk, series_pk = self._hierarchy(conn, h, patient_id, now)
             values = dict(
@@ -107,9 +107,9 @@ class InstanceWriter:
                 outcome = StoreOutcome.REVISED
                 detail = {"replaced_sha256": existing.sha256, "revision": existing.revision + 1}
             self._count(conn, (patient_pk, study_pk, series_pk), +1, size, now)
-            conn.execute(AUDIT_INSERT, event_values(
+            append_events(conn, [event_values(
                 origin, "store", outcome.value, **audit,
-                detail={"sop_instance_uid": h.sop_instance_uid, **detail}))
+                detail={"sop_instance_uid": h.sop_instance_uid, **detail})])
         self._remember(h.series_uid, (patient_pk, study_pk, series_pk))
         return outcome
 
