@@ -29,7 +29,7 @@ from storage.audit import AuditLog
 from storage.bulkdata import read_bulk_value
 from storage.dicomio import read_header
 from storage.errors import DatasetDoesNotMatchSopClass, NotFound, PacsError
-from storage.frames import FrameReader, PixelRef
+from storage.frames import FrameReader, PixelRef, as_seekable
 from storage.index import results
 from storage.index.database import Database
 from storage.index.models import Instance, Patient, Series, Study
@@ -277,7 +277,7 @@ class Archive:
 
     def bulk_value(self, ref: PixelRef, path: list[int]) -> bytes:
         """The binary element at ``path`` (:func:`storage.bulkdata.parse_path`) of ``ref``."""
-        with self.objects.open(ref.object_key) as fh:
+        with as_seekable(self.objects.open(ref.object_key)) as fh:
             return read_bulk_value(fh, path)
 
     def open(self, ref: InstanceRef) -> BinaryIO:

@@ -20,9 +20,11 @@ location was recorded) fall back to reading the object with pydicom.
 from __future__ import annotations
 
 import json
+import shutil
 import struct
+import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 from pydicom import dcmread
@@ -40,6 +42,23 @@ _HEADER_KEYS = {
     "pixel_representation": "00280103", "photometric_interpretation": "00280004",
     "planar_configuration": "00280006", "number_of_frames": "00280008",
 }
+
+
+def as_seekable(fh: BinaryIO) -> BinaryIO:
+    """``fh`` if it can seek, else a spooled copy of it (pydicom needs to seek).
+
+    S3 bodies are forward-only streams; up to 64 MiB the copy stays in memory.
+    """
+    try:
+        if fh.seekable():
+            return fh
+    except (AttributeError, ValueError):
+        pass
+    copy = tempfile.SpooledTemporaryFile(max_size=64 << 20)
+    with fh:
+        shutil.copyfileobj(fh, copy, 1 << 20)
+    copy.seek(0)
+    return cast(BinaryIO, copy)
 
 
 def _value(header: dict[str, Any], tag: str, default: Any) -> Any:
@@ -88,7 +107,10 @@ class PixelRef:
             photometric_interpretation=str(get["photometric_interpretation"] or "MONOCHROME2"),
             planar_configuration=int(get["planar_configuration"] or 0),
             number_of_frames=max(1, int(get["number_of_frames"] or 1)),
-            has_pixel_data=any(t in header for t in ("7FE00010", "7FE00008", "7FE00009")),
+            # Rows without a location were indexed before locations were recorded:
+            # their pixel data is looked for in the object.
+            has_pixel_data=any(t in header for t in ("7FE00010", "7FE00008", "7FE00009"))
+            or (offset is None and bool(get["rows"]) and bool(get["columns"])),
             extended_offsets="7FE00001" in header,
             header=header,
         )
@@ -154,7 +176,7 @@ class FrameReader:
         if not ref.has_pixel_data:
             raise NotFound("the instance has no pixel data")
         if ref.offset is None or ref.length is None:
-            with self.objects.open(ref.object_key) as fh:
+            with as_seekable(self.objects.open(ref.object_key)) as fh:
                 ds = dcmread(fh, force=True)
             if "PixelData" not in ds:
                 raise NotFound("the instance has no pixel data")
@@ -214,7 +236,7 @@ class FrameReader:
     # -- fallback -------------------------------------------------------------------------
     def _from_dataset(self, number: int) -> bytes:
         """Read the object with pydicom (Deflated, Extended Offset Table, old rows)."""
-        with self.objects.open(self.ref.object_key) as fh:
+        with as_seekable(self.objects.open(self.ref.object_key)) as fh:
             ds = dcmread(fh, force=True)
         ref = self.ref
         if "PixelData" not in ds:

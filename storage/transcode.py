@@ -24,7 +24,7 @@ from pydicom.uid import (
 )
 
 from storage.errors import UnreadableDataset
-from storage.frames import can_decode
+from storage.frames import as_seekable, can_decode
 
 TARGETS = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
 """The transfer syntaxes any stored object can be transcoded to."""
@@ -53,7 +53,8 @@ def transcode(fh: BinaryIO, wanted: str) -> bytes:
         The object or its pixel data cannot be decoded.
     """
     try:
-        ds = dcmread(fh, force=True)
+        with as_seekable(fh) as seekable:
+            ds = dcmread(seekable, force=True)
         stored = UID(str(ds.file_meta.get("TransferSyntaxUID", ImplicitVRLittleEndian)))
         if stored.is_compressed and "PixelData" in ds:
             ds.decompress(generate_instance_uid=False)

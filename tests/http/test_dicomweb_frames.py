@@ -43,6 +43,7 @@ FILES = {
     "examples_jpeg2k.dcm": "1.2.840.10008.1.2.4.90",  # JPEG 2000 lossless
     "693_J2KI.dcm": "1.2.840.10008.1.2.4.91",  # JPEG 2000
     "MR_small_jpeg_ls_lossless.dcm": "1.2.840.10008.1.2.4.80",  # JPEG-LS
+    "image_dfl.dcm": "1.2.840.10008.1.2.1.99",  # Deflated: read by inflating the object
 }
 
 
