@@ -26,12 +26,39 @@ from storage.errors import DatasetDoesNotMatchSopClass, UnreadableDataset
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 """PS3.5 9.1: components of digits without leading zeros, at most 64 characters."""
 
-_BULK_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 _BULK_INLINE_LIMIT = 1024
+"""Binary values longer than this are sent as BulkDataURI, not inline (as Orthanc and
+dcm4chee do); pydicom applies it to the binary VRs (OB, OD, OF, OL, OV, OW, UN)."""
+
+BULK_URI_PREFIX = '"BulkDataURI":"'
+"""How every bulk data reference starts in a stored JSON header.
+
+Stored headers hold BulkDataURI values relative to the DICOMweb service root
+(``/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path}``); the HTTP
+layer makes them absolute by inserting its base URL after this prefix. The prefix cannot
+come from a value: quotes inside JSON strings are always escaped."""
 
 
 def is_valid_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and UID_RE.match(value) is not None
+
+
+@dataclass(frozen=True)
+class PixelDataLocation:
+    """Where the pixel data value is in the stored object, found while checking it.
+
+    Frames are then read with ranged reads (PS3.18 8.4.1.3), without parsing the object.
+    ``offset`` is the file position of the first value byte (for encapsulated data the
+    Basic Offset Table item, PS3.5 A.4), ``length`` the bytes up to the end of the value
+    (for encapsulated data including the Sequence Delimitation Item). Both are ``None``
+    in a Deflated object, whose pixel data can only be reached by inflating it.
+    """
+
+    tag: int
+    vr: str
+    offset: int | None
+    length: int | None
+    encapsulated: bool
 
 
 @dataclass
@@ -44,6 +71,7 @@ class Header:
     sop_instance_uid: str
     study_uid: str
     series_uid: str
+    pixel_data: PixelDataLocation | None = None
     _json: str | None = field(default=None, repr=False)
 
     def text(self, keyword: str) -> str:
@@ -61,29 +89,73 @@ class Header:
         except (TypeError, ValueError):
             return None
 
+    def bulk_base(self) -> str:
+        """The instance's bulk data route, relative to the DICOMweb service root."""
+        return (f"/studies/{self.study_uid}/series/{self.series_uid}"
+                f"/instances/{self.sop_instance_uid}/bulkdata")
+
     def metadata_json(self) -> str:
-        """The DICOM JSON header without bulk data (built once)."""
+        """The DICOM JSON header, bulk data as BulkDataURI references (built once).
+
+        The pixel data (not parsed at ingest) is referenced too, with the VR it was
+        encoded with (OW in Implicit VR, PS3.5 A.1), so a viewer sees it exists.
+        """
         if self._json is None:
-            self._json = json.dumps(dataset_to_json(self.dataset), separators=(",", ":"))
+            result = dataset_to_json(self.dataset, self.bulk_base())
+            if self.pixel_data is not None:
+                tag = f"{self.pixel_data.tag:08X}"
+                result[tag] = {"vr": self.pixel_data.vr,
+                               "BulkDataURI": f"{self.bulk_base()}/{tag}"}
+            self._json = json.dumps(result, separators=(",", ":"))
         return self._json
 
 
-def _drop_bulk(element: DataElement) -> str:
-    # Bulk data is referenced, not inlined: WADO-RS serves it from the object (PS3.18 8.7.3).
-    return ""
+def bulk_paths(ds: Dataset, prefix: str = "") -> dict[int, str]:
+    """``id(element)`` → its path (``00880200/0/00281201``) for every element below ``ds``.
+
+    pydicom's bulk data handler is given only the element; this map tells it where the
+    element is. Items are numbered from 0 (as Orthanc's bulk data routes do).
+    """
+    paths: dict[int, str] = {}
+    for elem in ds:
+        path = f"{prefix}{elem.tag:08X}"
+        paths[id(elem)] = path
+        if elem.VR == "SQ":
+            for index, item in enumerate(elem.value):
+                paths.update(bulk_paths(item, f"{path}/{index}/"))
+    return paths
 
 
-def dataset_to_json(ds: Dataset) -> dict[str, Any]:
-    """DICOM JSON of ``ds`` with bulk data (pixel data, large binary values) left out."""
+def dataset_to_json(ds: Dataset, bulk_base: str = "") -> dict[str, Any]:
+    """DICOM JSON of ``ds`` (PS3.18 F.2) with large binary values as BulkDataURI.
+
+    Each URI is ``{bulk_base}/{path}`` (:func:`bulk_paths`); without ``bulk_base`` large
+    values are left out instead.
+    """
+    paths = bulk_paths(ds) if bulk_base else {}
+
+    def reference(element: DataElement) -> str:
+        # PS3.18 8.7.3 / F.2.6: bulk data is referenced, WADO-RS serves it from the object.
+        path = paths.get(id(element))
+        return f"{bulk_base}/{path}" if path else ""
+
     # Elements whose values cannot be represented (e.g. an IS of "1A") are left out of the
     # JSON header; the stored object keeps them as received.
     result: dict[str, Any] = ds.to_json_dict(
-        bulk_data_threshold=_BULK_INLINE_LIMIT, bulk_data_element_handler=_drop_bulk,
+        bulk_data_threshold=_BULK_INLINE_LIMIT, bulk_data_element_handler=reference,
         suppress_invalid_tags=True,
     )
-    for tag in [t for t, v in result.items() if v.get("BulkDataURI") == ""]:
-        del result[tag]["BulkDataURI"]
+    _drop_empty_uris(result)
     return result
+
+
+def _drop_empty_uris(result: dict[str, Any]) -> None:
+    for element in result.values():
+        if element.get("BulkDataURI") == "":
+            del element["BulkDataURI"]
+        for item in element.get("Value", ()) if element.get("vr") == "SQ" else ():
+            if isinstance(item, dict):
+                _drop_empty_uris(item)
 
 
 def read_header(path: str | Path) -> Header:
@@ -107,9 +179,16 @@ def read_header(path: str | Path) -> Header:
             meta = ds.file_meta
             ts = UID(str(meta.get("TransferSyntaxUID", "") or ""))
             implicit, little = ds.original_encoding
+            pixels = None
             if ts and not ts.is_deflated and implicit is not None:
-                _check_pixel_data(fp, fp.tell(), os.fstat(fp.fileno()).st_size,
-                                  bool(implicit), bool(little))
+                pixels = _check_pixel_data(fp, fp.tell(), os.fstat(fp.fileno()).st_size,
+                                           bool(implicit), bool(little),
+                                           int(ds.get("BitsAllocated") or 16))
+            elif ts and ts.is_deflated and "Rows" in ds and "Columns" in ds:
+                # An image whose pixel data is inside the deflated stream (PS3.5 A.5).
+                bits = int(ds.get("BitsAllocated") or 16)
+                pixels = PixelDataLocation(0x7FE00010, "OW" if bits > 8 else "OB", None, None,
+                                           False)
     except (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError,
             struct.error) as exc:
         raise UnreadableDataset(f"dataset cannot be parsed: {type(exc).__name__}") from exc
@@ -142,6 +221,7 @@ def read_header(path: str | Path) -> Header:
         sop_instance_uid=sop_instance,
         study_uid=uid("StudyInstanceUID"),
         series_uid=uid("SeriesInstanceUID"),
+        pixel_data=pixels,
     )
 
 
@@ -149,32 +229,43 @@ _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR
 _ITEM, _SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
 
 
-def _check_pixel_data(fp: BinaryIO, pos: int, size: int, implicit: bool, little: bool) -> None:
+_PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
+
+
+def _check_pixel_data(fp: BinaryIO, pos: int, size: int, implicit: bool, little: bool,
+                      bits_allocated: int) -> PixelDataLocation | None:
     """Refuse a dataset whose Pixel Data runs past the end of the received bytes.
 
     The header read stops before the pixel data, so a value cut short in transfer would
     otherwise be archived as if whole. Walks the element header (and, for encapsulated
     data, the fragment items up to the Sequence Delimitation Item, PS3.5 A.4) without
-    reading the pixels.
+    reading the pixels, and returns where the value is.
     """
     fp.seek(pos)
     head = fp.read(12)
     if len(head) < 8:
-        return  # no pixel data
+        return None  # no pixel data
     endian = "<" if little else ">"
+    group, element = struct.unpack(endian + "HH", head[:4])
+    tag = (group << 16) | element
     if implicit:
+        vr = "OW" if bits_allocated > 8 or tag != 0x7FE00010 else "OB"
+        vr = {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, vr)
         length, header = struct.unpack(endian + "I", head[4:8])[0], 8
     elif head[4:6] in _LONG_VRS:
         if len(head) < 12:
             raise UnreadableDataset("pixel data element is truncated")
         length, header = struct.unpack(endian + "I", head[8:12])[0], 12
+        vr = head[4:6].decode("latin-1")
     else:
         length, header = struct.unpack(endian + "H", head[6:8])[0], 8
+        vr = head[4:6].decode("latin-1", "replace")
+    known = tag in _PIXEL_TAGS
     if length != 0xFFFFFFFF:
         if pos + header + length > size:
             raise UnreadableDataset("pixel data is truncated")
-        return
-    offset = pos + header
+        return PixelDataLocation(tag, vr, pos + header, length, False) if known else None
+    offset = start = pos + header
     while True:  # encapsulated fragments are always little endian
         fp.seek(offset)
         item = fp.read(8)
@@ -182,7 +273,8 @@ def _check_pixel_data(fp: BinaryIO, pos: int, size: int, implicit: bool, little:
             raise UnreadableDataset("encapsulated pixel data is truncated")
         group, element, length = struct.unpack("<HHI", item)
         if (group, element) == _SEQUENCE_END:
-            return
+            return PixelDataLocation(tag, "OB", start, offset + 8 - start, True) if known \
+                else None
         if (group, element) != _ITEM or offset + 8 + length > size:
             raise UnreadableDataset("encapsulated pixel data is truncated")
         offset += 8 + length

@@ -119,6 +119,11 @@ class Instance(Base):
     calling_ae: Mapped[str] = mapped_column(String(16), default="")
     source_address: Mapped[str] = mapped_column(String(64), default="")
     metadata_json: Mapped[str] = mapped_column(Text)
+    # Where the pixel data value starts in the object and how long it is (the element
+    # header walk at ingest finds it): WADO-RS frames are then ranged reads. NULL when
+    # there is no pixel data or it cannot be located without inflating (Deflated).
+    pixel_data_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    pixel_data_length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Revision(Base):

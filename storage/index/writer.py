@@ -85,7 +85,9 @@ class InstanceWriter:
                 columns=h.integer("Columns"), number_of_frames=h.integer("NumberOfFrames"),
                 transfer_syntax_uid=h.transfer_syntax_uid, object_key=key, size=size,
                 sha256=sha256, received_at=now, calling_ae=origin.calling_ae[:16],
-                source_address=origin.address[:64], metadata_json=h.metadata_json())
+                source_address=origin.address[:64], metadata_json=h.metadata_json(),
+                pixel_data_offset=h.pixel_data.offset if h.pixel_data else None,
+                pixel_data_length=h.pixel_data.length if h.pixel_data else None)
             if existing is None:
                 conn.execute(INSERT_INSTANCE, dict(values, sop_instance_uid=h.sop_instance_uid,
                                                    revision=1))

@@ -125,9 +125,14 @@ def test_metadata_comes_from_the_index(client: TestClient, services: Services,
     sample = headers[0]
     assert sample["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": spec.patient_name}]}
     assert sample["00280010"] == {"vr": "US", "Value": [8]}
-    assert "Value" not in sample.get("7FE00010", {})  # no bulk data inline
+    # pixel data is referenced, not inline, by an absolute URI of this service
+    assert sample["7FE00010"]["vr"] == "OW" and "Value" not in sample["7FE00010"]
     expected = read_header(tmp_path / "in" / f"{sample['00080018']['Value'][0]}.dcm")
-    assert json.loads(expected.metadata_json()) == sample
+    uri = f"http://testserver/dicomweb{expected.bulk_base()}/7FE00010"
+    assert sample["7FE00010"]["BulkDataURI"] == uri
+    stored = json.loads(expected.metadata_json())
+    stored["7FE00010"]["BulkDataURI"] = uri
+    assert stored == sample
 
     series = _series_of(originals)
     series_uid, members = next(iter(series.items()))
