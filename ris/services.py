@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ris.hl7.handler import Hl7Handler
+from ris.mpps import PerformedSteps
+from ris.orders import Orders
+from ris.patients import Patients
+from ris.reconcile import Reconciler
+from ris.worklist import Worklist
 from storage import StorageSettings
 from storage.aes import AeRegistry
 from storage.archive import Archive
@@ -14,7 +20,7 @@ from storage.objects import ObjectStore, open_store
 
 @dataclass
 class Services:
-    """The archive and its collaborators, shared by every DIMSE and HTTP handler."""
+    """The archive and its collaborators, shared by every DIMSE, HTTP and HL7 handler."""
 
     settings: StorageSettings
     db: Database
@@ -22,6 +28,12 @@ class Services:
     audit: AuditLog
     archive: Archive
     aes: AeRegistry
+    patients: Patients
+    orders: Orders
+    worklist: Worklist
+    mpps: PerformedSteps
+    reconciler: Reconciler
+    hl7: Hl7Handler
 
     def close(self) -> None:
         self.audit.flush()
@@ -29,11 +41,19 @@ class Services:
 
 
 def build_services(settings: StorageSettings) -> Services:
-    """Open the index engine and the object store once for this process."""
+    """Open the index engine and the object store once for this process, and register the
+    post-store listener that matches arriving studies to their orders."""
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     objects = open_store(settings.storage_url, fsync=settings.fsync,
                          endpoint_url=settings.s3_endpoint_url)
     audit = AuditLog(db)
     archive = Archive(db, objects, audit, find_limit=settings.find_limit)
+    patients = Patients(db, audit, archive)
+    orders = Orders(db, audit, archive)
+    reconciler = Reconciler(db, audit, archive)
+    archive.add_listener(reconciler.on_store)
     return Services(settings=settings, db=db, objects=objects, audit=audit, archive=archive,
-                    aes=AeRegistry(db))
+                    aes=AeRegistry(db), patients=patients, orders=orders,
+                    worklist=Worklist(db, audit, find_limit=settings.find_limit),
+                    mpps=PerformedSteps(db), reconciler=reconciler,
+                    hl7=Hl7Handler(patients, orders))

@@ -67,7 +67,8 @@ def acceptable_syntaxes(accept: str | None) -> set[str] | None:
 def _parts(archive: Archive, refs: list[InstanceRef]) -> Iterator[tuple[str, int, BinaryIO]]:
     """Each object's part, opened only when the writer reaches it."""
     for ref in refs:
-        yield f"{DICOM}; transfer-syntax={ref.transfer_syntax_uid}", ref.size, archive.open(ref)
+        size, stream = archive.payload(ref)
+        yield f"{DICOM}; transfer-syntax={ref.transfer_syntax_uid}", size, stream
 
 
 def _retrieve(request: Request, services: Services, origin: Origin,
