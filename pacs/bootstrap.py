@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from pacs.ae import DicomSettings, configure_library, start_dicom
+from pacs.hl7_listener import Hl7Settings, start_hl7
 from pacs.settings import Settings
 from ris.services import Services, build_services
 from storage.index.migrate import upgrade
@@ -101,10 +102,16 @@ def serve(settings: Settings) -> None:
     log.info("DICOM listening on port %d as %s (%d process%s)", settings.dicom_port,
              settings.ae_title, workers, "es" if workers > 1 else "")
     log.info("index %s; objects %s", services.db.dialect, services.objects.url)
+    hl7 = None
     try:
+        hl7 = start_hl7(services.hl7, Hl7Settings(host=settings.dicom_host,
+                                                  port=settings.hl7_port))
+        log.info("HL7 (MLLP) listening on port %d", settings.hl7_port)
         uvicorn.run(create_app(services), host=settings.http_host, port=settings.http_port,
                     log_level="warning")
     finally:
+        if hl7 is not None:
+            hl7.shutdown()
         if server is not None:
             server.shutdown()
         for proc in procs:

@@ -7,7 +7,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from ris.services import Services
 from viewer_api import dicomweb, problems
-from viewer_api.routes import aes, health
+from viewer_api.routes import aes, health, orders, patients, studies, worklist
 
 
 def create_app(services: Services) -> FastAPI:
@@ -20,5 +20,7 @@ def create_app(services: Services) -> FastAPI:
                        expose_headers=["Warning", "Content-Location"])
     app.include_router(health.router)
     app.include_router(aes.router)
+    for resource in (patients, orders, worklist, studies):
+        app.include_router(resource.router)
     app.include_router(dicomweb.router)
     return app
