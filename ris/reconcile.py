@@ -64,6 +64,20 @@ class Reconciler:
         """Post-store listener: match the new instance's study by Accession Number."""
         if not result.accession_number:
             return
+        # Most instances need no change: look first, so the ingest path takes no write
+        # lock for them (one read per instance with an accession number).
+        with self._db.read() as s:
+            row = s.execute(select(Order.linked_study_uid, Order.status, RisPatient)
+                            .join(RisPatient, Order.patient_fk == RisPatient.id)
+                            .where(Order.accession_number == result.accession_number)).first()
+        if row is None:
+            return
+        if row.linked_study_uid and OrderStatus(row.status) not in _BEFORE_EXAM:
+            demographics = _demographics(row.RisPatient)
+            if result.demographics != demographics:
+                self._archive.correct_study(result.study_uid, demographics, origin,
+                                            instance_uid=result.sop_instance_uid)
+            return
         with self._db.write() as s:
             order = s.scalar(select(Order).where(
                 Order.accession_number == result.accession_number))
