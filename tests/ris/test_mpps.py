@@ -99,6 +99,7 @@ def test_linked_by_sps_id_and_discontinued(listener: Listener, assoc: Associatio
     assert status.Status == 0x0000
     assert status_of(listener, "MP2") is OrderStatus.IN_PROGRESS
     intermediate = Dataset()
+    intermediate.SpecificCharacterSet = "ISO_IR 192"
     intermediate.PerformedProcedureStepDescription = "CT NGỰC"
     assert assoc.send_n_set(intermediate, MPPS, uid)[0].Status == 0x0000
     assert status_of(listener, "MP2") is OrderStatus.IN_PROGRESS
