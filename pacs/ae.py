@@ -31,10 +31,14 @@ from pacs.scp import responses
 from pacs.scp.acceptance import handle_association_request
 from pacs.scp.echo import handle_echo
 from pacs.scp.find import handle_find
+from pacs.scp.mpps import handle_n_create, handle_n_set
+from pacs.scp.mwl import handle_mwl
 from pacs.scp.retrieve import handle_get, handle_move
 from pacs.scp.store import handle_store
 from pacs.tls import server_context
 from ris.services import Services
+from ris.worklist import Worklist
+from storage.archive import Archive
 
 QR_FIND = [sc.PatientRootQueryRetrieveInformationModelFind,
            sc.StudyRootQueryRetrieveInformationModelFind]
@@ -132,7 +136,16 @@ def build_ae(settings: DicomSettings) -> AE:
                                  scp_role=True, scu_role=False)
     for model in QR_FIND + QR_MOVE + QR_GET:
         ae.add_supported_context(model, ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(sc.ModalityWorklistInformationFind, ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(sc.ModalityPerformedProcedureStep, ALL_TRANSFER_SYNTAXES)
     return ae
+
+
+def _find(event: Any, archive: Archive, ae_title: str, worklist: Worklist) -> Any:
+    """pynetdicom raises one C-FIND event for every model: route MWL to its handler."""
+    if event.request.AffectedSOPClassUID == sc.ModalityWorklistInformationFind:
+        return handle_mwl(event, worklist)
+    return handle_find(event, archive, ae_title)
 
 
 def handlers(services: Services, ae_title: str, *, allow_unknown_ae: bool = True) -> list[Any]:
@@ -142,7 +155,9 @@ def handlers(services: Services, ae_title: str, *, allow_unknown_ae: bool = True
          [services.aes, services.audit, allow_unknown_ae]),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_C_STORE, handle_store, [archive]),
-        (evt.EVT_C_FIND, handle_find, [archive, ae_title]),
+        (evt.EVT_C_FIND, _find, [archive, ae_title, services.worklist]),
+        (evt.EVT_N_CREATE, handle_n_create, [services.mpps]),
+        (evt.EVT_N_SET, handle_n_set, [services.mpps]),
         (evt.EVT_C_MOVE, handle_move, [archive, services.aes]),
         (evt.EVT_C_GET, handle_get, [archive]),
     ]

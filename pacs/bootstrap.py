@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from pacs.ae import DicomSettings, configure_library, start_dicom
+from pacs.hl7_listener import Hl7Settings, start_hl7
 from pacs.settings import Settings
 from ris.services import Services, build_services
 from storage.index.migrate import upgrade
@@ -127,12 +128,18 @@ def serve(settings: Settings) -> None:
     if settings.http_tls_cert is not None:
         tls = {"ssl_certfile": str(settings.http_tls_cert),
                "ssl_keyfile": str(settings.http_tls_key)}
-    log.info("HTTP%s on %s:%d", "S" if tls else "", settings.http_host, settings.http_port)
+    hl7 = None
     try:
+        hl7 = start_hl7(services.hl7, Hl7Settings(host=settings.dicom_host,
+                                                  port=settings.hl7_port))
+        log.info("HL7 (MLLP) listening on port %d", settings.hl7_port)
+        log.info("HTTP%s on %s:%d", "S" if tls else "", settings.http_host, settings.http_port)
         app = create_app(services, render_cache=settings.render_cache())
         uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning",
                     **tls)
     finally:
+        if hl7 is not None:
+            hl7.shutdown()
         if server is not None:
             server.shutdown()
         for proc in procs:

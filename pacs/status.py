@@ -13,6 +13,7 @@ class Service(enum.Enum):
     STORE = "store"
     FIND = "find"
     RETRIEVE = "retrieve"
+    N = "n_service"  # DIMSE-N: MPPS N-CREATE / N-SET (PS3.7 10.1)
 
 
 def dimse_status(exc: BaseException, service: Service) -> int:

@@ -1,4 +1,5 @@
-"""Radiology information system: orders, worklist, reports; and the service container."""
+"""Radiology information system: patients, orders, worklists, MPPS, HL7 v2; and the
+service container."""
 
 from ris.services import Services, build_services
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ris.hl7.handler import Hl7Handler
+from ris.mpps import PerformedSteps
+from ris.orders import Orders
+from ris.patients import Patients
+from ris.reconcile import Reconciler
+from ris.worklist import Worklist
 from storage import StorageSettings
 from storage.accounts import Accounts, AuthSettings
 from storage.aes import AeRegistry
@@ -15,7 +21,7 @@ from storage.objects import ObjectStore, open_store
 
 @dataclass
 class Services:
-    """The archive and its collaborators, shared by every DIMSE and HTTP handler."""
+    """The archive and its collaborators, shared by every DIMSE, HTTP and HL7 handler."""
 
     settings: StorageSettings
     db: Database
@@ -24,6 +30,12 @@ class Services:
     archive: Archive
     aes: AeRegistry
     accounts: Accounts
+    patients: Patients
+    orders: Orders
+    worklist: Worklist
+    mpps: PerformedSteps
+    reconciler: Reconciler
+    hl7: Hl7Handler
 
     def close(self) -> None:
         self.audit.flush()
@@ -31,11 +43,20 @@ class Services:
 
 
 def build_services(settings: StorageSettings, auth: AuthSettings | None = None) -> Services:
-    """Open the index engine and the object store once for this process."""
+    """Open the index engine and the object store once for this process, and register the
+    post-store listener that matches arriving studies to their orders."""
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     objects = open_store(settings.storage_url, fsync=settings.fsync,
                          endpoint_url=settings.s3_endpoint_url)
     audit = AuditLog(db)
     archive = Archive(db, objects, audit, find_limit=settings.find_limit)
+    patients = Patients(db, audit, archive)
+    orders = Orders(db, audit, archive)
+    reconciler = Reconciler(db, audit, archive)
+    archive.add_listener(reconciler.on_store)
     return Services(settings=settings, db=db, objects=objects, audit=audit, archive=archive,
-                    aes=AeRegistry(db), accounts=Accounts(db, audit, auth))
+                    aes=AeRegistry(db), accounts=Accounts(db, audit, auth),
+                    patients=patients, orders=orders,
+                    worklist=Worklist(db, audit, find_limit=settings.find_limit),
+                    mpps=PerformedSteps(db), reconciler=reconciler,
+                    hl7=Hl7Handler(patients, orders))

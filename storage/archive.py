@@ -15,9 +15,10 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from storage.audit import AuditLog
 from storage.bulkdata import read_bulk_value
+from storage.corrections import Corrector, Demographics, coerce_dataset
 from storage.dicomio import read_header
 from storage.errors import DatasetDoesNotMatchSopClass, NotFound, PacsError
 from storage.frames import FrameReader, PixelRef, as_seekable
@@ -50,6 +52,13 @@ class StoreResult:
     sop_instance_uid: str
     study_uid: str
     series_uid: str
+    accession_number: str = ""
+    demographics: Demographics | None = None
+    """The patient attributes as the object carries them (for reconciliation)."""
+
+
+StoreListener = Callable[[StoreResult, Origin], None]
+"""Called after an instance's index commit (never for a no-op duplicate)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,8 @@ class InstanceRef:
     transfer_syntax_uid: str
     object_key: str
     size: int
+    coerce: tuple[tuple[str, str], ...] = ()
+    """Corrected attributes to apply on the way out (empty: serve the bytes as stored)."""
 
 
 def new_object_key() -> str:
@@ -80,6 +91,24 @@ class Archive:
         self.find_limit = find_limit
         self._writer = InstanceWriter(db)
         self._io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="object-put")
+        self._listeners: list[StoreListener] = []
+        self._corrector = Corrector(db)
+
+    def add_listener(self, listener: StoreListener) -> None:
+        """Call ``listener`` after every committed store (e.g. accession matching).
+
+        Listeners run after the index commit, so the store is acknowledged whatever they
+        do: their errors are logged, never reported to the sender.
+        """
+        self._listeners.append(listener)
+
+    def _notify(self, result: StoreResult, origin: Origin) -> None:
+        for listener in self._listeners:
+            try:
+                listener(result, origin)
+            except Exception as exc:  # a listener must never fail an acknowledged store
+                log.error("post-store listener failed for study %s: %s", result.study_uid,
+                          getattr(exc, "code", type(exc).__name__))
 
     # -- store ------------------------------------------------------------------------------
     def store(self, path: str | Path, origin: Origin, *, sop_class_uid: str | None = None,
@@ -124,11 +153,17 @@ class Archive:
                 raise
             if outcome is StoreOutcome.DUPLICATE:
                 self._discard(key)
-            return StoreResult(outcome, header.sop_class_uid, header.sop_instance_uid,
-                               header.study_uid, header.series_uid)
+            result = StoreResult(
+                outcome, header.sop_class_uid, header.sop_instance_uid, header.study_uid,
+                header.series_uid, header.text("AccessionNumber")[:64],
+                Demographics(header.text("PatientID")[:64], header.text("PatientName"),
+                             header.text("PatientBirthDate")[:8], header.text("PatientSex")))
         except PacsError as exc:
             self.audit.record(origin, "store", "failed", detail={"error": exc.code})
             raise
+        if outcome is not StoreOutcome.DUPLICATE:
+            self._notify(result, origin)
+        return result
 
     def _put_file(self, key: str, path: str | Path) -> tuple[int, str]:
         size = os.path.getsize(path)
@@ -216,9 +251,12 @@ class Archive:
         instance_query = Query(Level.IMAGE, dict(query.filters))
         stmt = build_select(instance_query, cap=10_000_000).with_only_columns(
             Instance.sop_class_uid, Instance.sop_instance_uid, Instance.transfer_syntax_uid,
-            Instance.object_key, Instance.size, maintain_column_froms=True)
+            Instance.object_key, Instance.size, Study.corrected_at, Patient.patient_id,
+            Patient.patient_name, Patient.birth_date, Patient.sex, Study.accession_number,
+            maintain_column_froms=True)
         with self.db.read() as s:
-            refs = [InstanceRef(*row) for row in s.execute(stmt)]
+            refs = [InstanceRef(*row[:5], coerce=_coercion(row[5:]))
+                    for row in s.execute(stmt)]
         self.audit.record(origin, action, "ok",
                           patient_id=query.filters.get("PatientID", ""),
                           study_uid=query.filters.get("StudyInstanceUID", "")[:64],
@@ -318,21 +356,62 @@ class Archive:
             return read_bulk_value(fh, path)
 
     def open(self, ref: InstanceRef) -> BinaryIO:
+        """The stored bytes, as received."""
         return self.objects.open(ref.object_key)
 
     def read_dataset(self, ref: InstanceRef) -> Dataset:
-        """The archived object as a dataset (pixel data kept encoded, never decoded).
+        """The archived object as a dataset (pixel data kept encoded, never decoded), with
+        corrected demographics applied (:mod:`storage.corrections`).
 
         pydicom seeks while it parses; an object-store stream that cannot seek (an S3
         GetObject body) is first spooled to a temporary file (in memory up to 64 MiB).
         """
         with self.open(ref) as fh:
             if fh.seekable():
-                return dcmread(fh, force=True)
-            with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
-                shutil.copyfileobj(fh, spool, 1 << 20)
-                spool.seek(0)
-                return dcmread(spool, force=True)
+                ds = dcmread(fh, force=True)
+            else:
+                with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
+                    shutil.copyfileobj(fh, spool, 1 << 20)
+                    spool.seek(0)
+                    ds = dcmread(spool, force=True)
+        return coerce_dataset(ds, ref.coerce) if ref.coerce else ds
+
+    def payload(self, ref: InstanceRef) -> tuple[int, BinaryIO]:
+        """``(size, stream)`` of the object to send: the stored bytes, or for a corrected
+        study the object re-written with the index's demographics (pixel data untouched,
+        same transfer syntax)."""
+        if not ref.coerce:
+            return ref.size, self.open(ref)
+        buffer = BytesIO()
+        self.read_dataset(ref).save_as(buffer, enforce_file_format=True)
+        buffer.seek(0)
+        return len(buffer.getbuffer()), buffer
+
+    # -- corrections (RIS) ------------------------------------------------------------------
+    def correct_patient(self, demographics: Demographics, origin: Origin) -> int:
+        """Apply corrected demographics to every study of that patient ID."""
+        count = self._corrector.correct_patient(demographics, origin)
+        self._writer.forget()
+        return count
+
+    def correct_study(self, study_uid: str, demographics: Demographics, origin: Origin, *,
+                      accession_number: str | None = None,
+                      instance_uid: str | None = None) -> int:
+        """Give one study corrected demographics (and accession number); see
+        :meth:`storage.corrections.Corrector.correct_study`."""
+        count = self._corrector.correct_study(study_uid, demographics, origin,
+                                              accession_number=accession_number,
+                                              instance_uid=instance_uid)
+        self._writer.forget()
+        return count
+
+    def study_patient(self, study_uid: str) -> tuple[str, str] | None:
+        """``(patient ID, accession number)`` of an archived study, or ``None``."""
+        with self.db.read() as s:
+            row = s.execute(select(Patient.patient_id, Study.accession_number)
+                            .join(Study, Study.patient_fk == Patient.id)
+                            .where(Study.study_uid == study_uid)).first()
+            return (row[0], row[1]) if row is not None else None
 
     def count(self) -> dict[str, int]:
         with self.db.read() as s:
@@ -342,3 +421,11 @@ class Archive:
                 "series": s.scalar(select(func.count(Series.id))) or 0,
                 "instances": s.scalar(select(func.count(Instance.id))) or 0,
             }
+
+
+def _coercion(row: Any) -> tuple[tuple[str, str], ...]:
+    corrected_at, patient_id, name, birth_date, sex, accession = row
+    if corrected_at is None:
+        return ()
+    return (("PatientID", patient_id), ("PatientName", name), ("PatientBirthDate", birth_date),
+            ("PatientSex", sex), ("AccessionNumber", accession))

@@ -93,23 +93,36 @@ class ErrorStatus:
     find: int | None
     retrieve: int | None
     http: int
+    n_service: int = 0x0110
+    """DIMSE-N (MPPS N-CREATE/N-SET, PS3.7 C): 0x0110 Processing Failure unless stated."""
+    hl7: tuple[str, int] = ("AE", 207)
+    """HL7 v2 ACK: MSA-1 acknowledgment code and ERR-3 error code (HL7 Table 0357)."""
 
 
 ERRORS: dict[str, ErrorStatus] = {
     "UnreadableDataset": ErrorStatus(0xC000, None, None, 400),
     "DatasetDoesNotMatchSopClass": ErrorStatus(0xA900, None, None, 400),
     "SopClassNotSupported": ErrorStatus(0x0122, 0x0122, 0x0122, 400),
-    "InvalidQuery": ErrorStatus(None, 0xA900, 0xA900, 400),
+    "InvalidQuery": ErrorStatus(None, 0xA900, 0xA900, 400, 0x0106, ("AE", 102)),
     "StorageFull": ErrorStatus(0xA700, 0xA700, 0xA701, 507),
     "StorageUnavailable": ErrorStatus(0xA700, 0xA700, 0xA702, 503),
-    "IndexUnavailable": ErrorStatus(0xA700, 0xA700, 0xA702, 503),
+    "IndexUnavailable": ErrorStatus(0xA700, 0xA700, 0xA702, 503, 0x0110, ("AR", 207)),
     "ObjectNotFound": ErrorStatus(0xA700, None, 0xA702, 404),
     "UnknownMoveDestination": ErrorStatus(None, None, 0xA801, 404),
     "NotAuthorised": ErrorStatus(0x0124, 0x0124, 0x0124, 403),
     "NotAuthenticated": ErrorStatus(0x0124, 0x0124, 0x0124, 401),
     "TooManyAttempts": ErrorStatus(None, None, None, 429),
-    "NotFound": ErrorStatus(None, None, None, 404),
+    "NotFound": ErrorStatus(None, None, None, 404, hl7=("AE", 204)),
     "Conflict": ErrorStatus(None, None, None, 409),
+    # RIS (ris/errors.py): orders, MPPS (PS3.4 F.7.2 statuses), HL7 ACKs.
+    "InvalidTransition": ErrorStatus(None, None, None, 409, 0x0110, ("AE", 207)),
+    "UnknownOrder": ErrorStatus(None, None, None, 404, 0x0112, ("AE", 204)),
+    "UnknownPatient": ErrorStatus(None, None, None, 404, 0x0112, ("AE", 204)),
+    "NoSuchInstance": ErrorStatus(None, None, None, 404, 0x0112, ("AE", 204)),
+    "DuplicateInstance": ErrorStatus(None, None, None, 409, 0x0111, ("AE", 205)),
+    "MissingAttribute": ErrorStatus(None, 0xA900, None, 400, 0x0120, ("AE", 101)),
+    "InvalidAttributeValue": ErrorStatus(None, 0xA900, None, 400, 0x0106, ("AE", 103)),
+    "UnsupportedMessage": ErrorStatus(None, None, None, 400, 0x0110, ("AR", 200)),
 }
 """One row per error code (STYLE.md "Errors → DICOM status codes")."""
 

@@ -14,7 +14,7 @@ from storage.cache import CacheSettings, DiskCache
 from viewer_api import dicomweb, problems, wado_uri
 from viewer_api.auth import PUBLIC, Permission, enforce_policy, require
 from viewer_api.rendering import Renderer
-from viewer_api.routes import aes, audit, auth, health, users
+from viewer_api.routes import aes, audit, auth, health, orders, patients, studies, users, worklist
 
 
 def create_app(services: Services, *, render_cache: CacheSettings | None = None) -> FastAPI:
@@ -39,6 +39,8 @@ def create_app(services: Services, *, render_cache: CacheSettings | None = None)
     app.include_router(users.router)
     app.include_router(audit.router)
     app.include_router(aes.router)
+    for resource in (patients, orders, worklist, studies):
+        app.include_router(resource.router)
     app.include_router(dicomweb.router)
     app.include_router(wado_uri.router, dependencies=[require(Permission.IMAGES_READ)])
     return app

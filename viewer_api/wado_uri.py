@@ -99,8 +99,9 @@ def _stored(archive: Archive, ref: InstanceRef, params: dict[str, str]) -> Strea
     wanted = params.get("transferSyntax", "").strip()
     if wanted and wanted != ref.transfer_syntax_uid:
         raise HTTPException(406, "the object is served in its stored transfer syntax only")
-    return StreamingResponse(_chunks(archive.open(ref)), media_type=DICOM,
-                             headers={"Content-Length": str(ref.size)})
+    size, stream = archive.payload(ref)  # as stored, or with corrected demographics
+    return StreamingResponse(_chunks(stream), media_type=DICOM,
+                             headers={"Content-Length": str(size)})
 
 
 @router.get("/wado")

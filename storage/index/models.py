@@ -81,6 +81,8 @@ class Study(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    corrected_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    """Set when the RIS corrected the demographics: retrieved objects are then coerced."""
 
 
 class Series(Base):

@@ -6,6 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
+import ris.models  # noqa: F401  (the RIS tables share the index Base)
 from storage.index.models import Base
 
 

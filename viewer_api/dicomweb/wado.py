@@ -88,11 +88,12 @@ def _parts(archive: Archive, plan: list[tuple[InstanceRef, str]]
     """Each object's part, opened (and transcoded if asked) only when the writer reaches it."""
     for ref, syntax in plan:
         content_type = f"{DICOM}; transfer-syntax={syntax}"
+        size, stream = archive.payload(ref)  # as stored, or with corrected demographics
         if syntax == ref.transfer_syntax_uid:
-            yield content_type, ref.size, archive.open(ref)
+            yield content_type, size, stream
             continue
-        with archive.open(ref) as fh:
-            data = transcode(fh, syntax)
+        with stream:
+            data = transcode(stream, syntax)
         yield content_type, len(data), BytesIO(data)
 
 
