@@ -26,6 +26,7 @@ from pynetdicom import sop_class as sc
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
+from pacs.scp.commitment import handle_n_action
 from pacs.scp.echo import handle_echo
 from pacs.scp.find import handle_find
 from pacs.scp.retrieve import handle_get, handle_move
@@ -123,6 +124,7 @@ def build_ae(settings: DicomSettings) -> AE:
                                  scp_role=True, scu_role=False)
     for model in QR_FIND + QR_MOVE + QR_GET:
         ae.add_supported_context(model, ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(sc.StorageCommitmentPushModel)
     return ae
 
 
@@ -134,6 +136,7 @@ def handlers(services: Services, ae_title: str) -> list[Any]:
         (evt.EVT_C_FIND, handle_find, [archive, ae_title]),
         (evt.EVT_C_MOVE, handle_move, [archive, services.aes]),
         (evt.EVT_C_GET, handle_get, [archive]),
+        (evt.EVT_N_ACTION, handle_n_action, [services.commitment, services.aes, ae_title]),
     ]
 
 

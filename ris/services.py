@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ris.reports import ReportService, ReportSettings
 from storage import StorageSettings
 from storage.aes import AeRegistry
 from storage.archive import Archive
 from storage.audit import AuditLog
+from storage.commitment import StorageCommitment
 from storage.index.database import Database
 from storage.objects import ObjectStore, open_store
 
@@ -22,13 +24,17 @@ class Services:
     audit: AuditLog
     archive: Archive
     aes: AeRegistry
+    commitment: StorageCommitment
+    reports: ReportService
 
     def close(self) -> None:
+        self.reports.close()
         self.audit.flush()
         self.db.dispose()
 
 
-def build_services(settings: StorageSettings) -> Services:
+def build_services(settings: StorageSettings,
+                   reports: ReportSettings | None = None) -> Services:
     """Open the index engine and the object store once for this process."""
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     objects = open_store(settings.storage_url, fsync=settings.fsync,
@@ -36,4 +42,5 @@ def build_services(settings: StorageSettings) -> Services:
     audit = AuditLog(db)
     archive = Archive(db, objects, audit, find_limit=settings.find_limit)
     return Services(settings=settings, db=db, objects=objects, audit=audit, archive=archive,
-                    aes=AeRegistry(db))
+                    aes=AeRegistry(db), commitment=StorageCommitment(db, objects, audit),
+                    reports=ReportService(db, archive, audit, reports or ReportSettings()))
