@@ -36,7 +36,7 @@ def prepare(settings: Settings) -> Services:
     configure_library()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.storage().database_url)
-    return build_services(settings.storage())
+    return build_services(settings.storage(), settings.reports())
 
 
 def dicom_settings(settings: Settings, *, reuse_port: bool) -> DicomSettings:
@@ -51,7 +51,7 @@ def _dicom_worker(settings_json: str, ready: Any) -> None:
     configure_logging()
     settings = Settings.model_validate_json(settings_json)
     configure_library()
-    services = build_services(settings.storage())
+    services = build_services(settings.storage(), settings.reports())
     server = start_dicom(services, dicom_settings(settings, reuse_port=True))
     ready.set()
     stop = threading.Event()

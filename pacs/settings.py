@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ris.reports import ReportSettings
 from storage import StorageSettings
 
 
@@ -44,6 +45,13 @@ class Settings(BaseSettings):
     fsync: bool = True
     sqlite_synchronous: str = "FULL"
     find_limit: int = Field(10_000, ge=1, description="C-FIND and QIDO-RS answer at most this many matches")
+    report_signing_key: Path | None = Field(
+        None, description="Ed25519 key signing reports; default DATA_DIR/keys/report-signing.key")
+    report_institution: str = ""
+    report_font: Path | None = Field(None, description="TrueType font of report PDFs (Vietnamese)")
+    hl7_oru_host: str = Field("", description="ORU^R01 receiver; no ORU is sent when empty")
+    hl7_oru_port: int | None = Field(None, ge=1, le=65535)
+    hl7_oru_attempts: int = Field(5, ge=1)
 
     @classmethod
     def load(cls, config: Path | None = None, **overrides: Any) -> Settings:
@@ -79,6 +87,19 @@ class Settings(BaseSettings):
             fsync=self.fsync,
             find_limit=self.find_limit,
             sqlite_synchronous=self.sqlite_synchronous,
+        )
+
+    def reports(self) -> ReportSettings:
+        # allow_body_signer stays True until HTTP authentication exists; the integrator sets
+        # it to (auth is off) so that an authenticated user is the only possible signer.
+        return ReportSettings(
+            signing_key_path=self.report_signing_key
+            or self.data_dir / "keys" / "report-signing.key",
+            hl7_oru_host=self.hl7_oru_host,
+            hl7_oru_port=self.hl7_oru_port,
+            hl7_oru_attempts=self.hl7_oru_attempts,
+            institution=self.report_institution,
+            font_path=self.report_font,
         )
 
     def worker_count(self) -> int:

@@ -7,7 +7,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from ris.services import Services
 from viewer_api import dicomweb, problems
-from viewer_api.routes import aes, health
+from viewer_api.routes import aes, health, reports
 
 
 def create_app(services: Services) -> FastAPI:
@@ -16,9 +16,10 @@ def create_app(services: Services) -> FastAPI:
     problems.install(app)
     # DICOMweb viewers such as OHIF are served from another origin (SPEC.md "HTTP").
     app.add_middleware(CORSMiddleware, allow_origins=["*"],
-                       allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
+                       allow_methods=["GET", "POST", "PATCH", "OPTIONS"], allow_headers=["*"],
                        expose_headers=["Warning", "Content-Location"])
     app.include_router(health.router)
     app.include_router(aes.router)
+    app.include_router(reports.router)
     app.include_router(dicomweb.router)
     return app

@@ -119,7 +119,7 @@ def _answer(assoc: Association, requestor: str, transaction_uid: str, refs: list
     event_type, info = event_information(result, ae_title)
     # A peer that is releasing does not answer; do not wait a full DIMSE timeout for it.
     assoc.dimse_timeout = min(assoc.dimse_timeout or 10, 10)
-    if assoc.is_established and _send(assoc, event_type, info):
+    if _connected(assoc) and _send(assoc, event_type, info):
         log.info("storage commitment %s reported on the same association", transaction_uid)
         return
     try:
@@ -143,6 +143,16 @@ def _answer(assoc: Association, requestor: str, transaction_uid: str, refs: list
                      transaction_uid, requestor)
     finally:
         new.release()
+
+
+def _connected(assoc: Association) -> bool:
+    """Whether the requestor is still there: established, and no abort or release request
+    waiting (the reactor, which would notice them, is not running while we report)."""
+    try:
+        return bool(assoc.is_established and not assoc.acse.is_aborted()
+                    and not assoc.acse.is_release_requested())
+    except Exception:  # a half-closed association may lack its ACSE state
+        return False
 
 
 def _send(assoc: Association, event_type: int, info: Dataset) -> bool:

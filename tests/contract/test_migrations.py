@@ -6,6 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
+import ris.reports.models  # noqa: F401 - the report tables share the index's Base
 from storage.index.models import Base
 
 

@@ -58,10 +58,10 @@ def _object_key(services: Services, uid: str) -> str:
 
 
 def _report_handler(reports: queue.Queue[tuple[int, Dataset, str]]) -> Any:
-    def handle(event: evt.Event) -> int:
+    def handle(event: evt.Event) -> tuple[int, None]:
         reports.put((event.event_type, event.event_information,
                      str(event.assoc.requestor.ae_title).strip()))
-        return 0x0000
+        return 0x0000, None
     return handle
 
 
