@@ -29,6 +29,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from pacs.scp import responses
 from pacs.scp.acceptance import handle_association_request
+from pacs.scp.commitment import handle_n_action
 from pacs.scp.echo import handle_echo
 from pacs.scp.find import handle_find
 from pacs.scp.mpps import handle_n_create, handle_n_set
@@ -138,6 +139,7 @@ def build_ae(settings: DicomSettings) -> AE:
         ae.add_supported_context(model, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(sc.ModalityWorklistInformationFind, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(sc.ModalityPerformedProcedureStep, ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(sc.StorageCommitmentPushModel)
     return ae
 
 
@@ -160,6 +162,7 @@ def handlers(services: Services, ae_title: str, *, allow_unknown_ae: bool = True
         (evt.EVT_N_SET, handle_n_set, [services.mpps]),
         (evt.EVT_C_MOVE, handle_move, [archive, services.aes]),
         (evt.EVT_C_GET, handle_get, [archive]),
+        (evt.EVT_N_ACTION, handle_n_action, [services.commitment, services.aes, ae_title]),
     ]
 
 

@@ -38,7 +38,7 @@ def prepare(settings: Settings) -> Services:
     configure_library()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.storage().database_url)
-    return build_services(settings.storage(), settings.auth_settings())
+    return build_services(settings.storage(), settings.auth_settings(), settings.reports())
 
 
 def first_admin(services: Services, settings: Settings) -> None:
@@ -73,7 +73,7 @@ def _dicom_worker(settings_json: str, ready: Any) -> None:
     configure_logging()
     settings = Settings.model_validate_json(settings_json)
     configure_library()
-    services = build_services(settings.storage(), settings.auth_settings())
+    services = build_services(settings.storage(), settings.auth_settings(), settings.reports())
     server = start_dicom(services, dicom_settings(settings, reuse_port=True))
     ready.set()
     stop = threading.Event()

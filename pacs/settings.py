@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ris.reports import ReportSettings
 from storage import StorageSettings
 from storage.accounts import AuthSettings
 from storage.cache import CacheSettings
@@ -75,6 +76,13 @@ class Settings(BaseSettings):
         if self.dicom_tls_ca is not None and self.dicom_tls_cert is None:
             raise ValueError("PACS_DICOM_TLS_CA needs PACS_DICOM_TLS_CERT and _KEY")
         return self
+    report_signing_key: Path | None = Field(
+        None, description="Ed25519 key signing reports; default DATA_DIR/keys/report-signing.key")
+    report_institution: str = ""
+    report_font: Path | None = Field(None, description="TrueType font of report PDFs (Vietnamese)")
+    hl7_oru_host: str = Field("", description="ORU^R01 receiver; no ORU is sent when empty")
+    hl7_oru_port: int | None = Field(None, ge=1, le=65535)
+    hl7_oru_attempts: int = Field(5, ge=1)
 
     @classmethod
     def load(cls, config: Path | None = None, **overrides: Any) -> Settings:
@@ -124,6 +132,19 @@ class Settings(BaseSettings):
                             max_failures=self.login_max_failures,
                             failure_window=self.login_failure_window,
                             metrics_token=self.metrics_token or None)
+
+    def reports(self) -> ReportSettings:
+        # With authentication on, the signer is the authenticated user and nobody else.
+        return ReportSettings(
+            signing_key_path=self.report_signing_key
+            or self.data_dir / "keys" / "report-signing.key",
+            hl7_oru_host=self.hl7_oru_host,
+            hl7_oru_port=self.hl7_oru_port,
+            hl7_oru_attempts=self.hl7_oru_attempts,
+            institution=self.report_institution,
+            font_path=self.report_font,
+            allow_body_signer=not self.auth,
+        )
 
     def worker_count(self) -> int:
         """DICOM receiving processes. An association spends much of its time waiting (on

@@ -9,6 +9,7 @@ calls (preliminary, final, amended).
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -26,6 +27,10 @@ from storage.archive import Archive
 from storage.audit import AuditLog, utcnow
 from storage.index.database import Database
 from storage.origin import Origin
+
+log = logging.getLogger(__name__)
+REPORT_STATUSES = {OrderStatus.PRELIMINARY, OrderStatus.FINAL, OrderStatus.AMENDED}
+_REPORTS = Origin(channel="ris", username="report sign-off")
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,19 @@ class Orders:
             order = find_order(s, accession)
             self.advance_row(s, order, status, origin, at=at)
             return view(s, order)
+
+    def follow_report(self, study_uid: str, accession: str, status: str) -> None:
+        """Listener of the report service: a report's sign-off moves its order to
+        preliminary, final or amended (IHE SWF). A report of a study with no order changes
+        nothing; a move the order cannot make (e.g. its exam not completed) is logged."""
+        if status not in REPORT_STATUSES or not accession:
+            return
+        try:
+            self.advance(accession, OrderStatus(status), _REPORTS)
+        except UnknownOrder:
+            return
+        except InvalidTransition as exc:
+            log.warning("report of study %s did not move its order: %s", study_uid, exc)
 
     @staticmethod
     def advance_row(session: Session, order: Order, status: OrderStatus, origin: Origin, *,

@@ -25,6 +25,7 @@ from storage.index.query import ATTRS, Attr, Level, Query, constraint
 from storage.origin import Origin
 
 SEXES = {"", "M", "F", "O"}
+STUDY_INSTANCE_UID = 0x0020000D
 """Patient's Sex (PS3.3 C.7.1.1); HL7 ``U``/``A``/``N`` are mapped to ``O``."""
 
 
@@ -177,7 +178,7 @@ class Patients:
         return result
 
     def _move_studies(self, merged_id: str, survivor: PatientInfo, origin: Origin) -> None:
-        studies = {m.StudyInstanceUID for m in self._archive.find(
+        studies = {str(m.get(STUDY_INSTANCE_UID)) for m in self._archive.find(
             Query(Level.STUDY, {"PatientID": merged_id}, ["StudyInstanceUID"]), origin)}
         for study_uid in studies:
             self._archive.correct_study(study_uid, survivor.demographics(), origin)

@@ -14,7 +14,18 @@ from storage.cache import CacheSettings, DiskCache
 from viewer_api import dicomweb, problems, wado_uri
 from viewer_api.auth import PUBLIC, Permission, enforce_policy, require
 from viewer_api.rendering import Renderer
-from viewer_api.routes import aes, audit, auth, health, orders, patients, studies, users, worklist
+from viewer_api.routes import (
+    aes,
+    audit,
+    auth,
+    health,
+    orders,
+    patients,
+    reports,
+    studies,
+    users,
+    worklist,
+)
 
 
 def create_app(services: Services, *, render_cache: CacheSettings | None = None) -> FastAPI:
@@ -41,6 +52,7 @@ def create_app(services: Services, *, render_cache: CacheSettings | None = None)
     app.include_router(aes.router)
     for resource in (patients, orders, worklist, studies):
         app.include_router(resource.router)
+    app.include_router(reports.router)
     app.include_router(dicomweb.router)
     app.include_router(wado_uri.router, dependencies=[require(Permission.IMAGES_READ)])
     return app

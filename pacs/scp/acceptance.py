@@ -10,6 +10,8 @@ AE, so a modality works out of the box; SPEC.md "unknown calling AEs may be refu
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 from pynetdicom.events import Event
 
@@ -21,6 +23,18 @@ from storage.origin import Origin
 log = logging.getLogger(__name__)
 
 REJECTED_PERMANENT, SERVICE_USER, CALLING_AE_NOT_RECOGNISED = 0x01, 0x01, 0x03
+
+
+def _wait_until_sent(assoc: Any, timeout: float = 2.0) -> None:
+    """Wait for the DUL to put the A-ASSOCIATE-RJ on the wire (state Sta13, PS3.8 9.2).
+
+    pynetdicom queues a reject sent from EVT_REQUESTED and, once the handler returns,
+    closes the socket straight away: without this wait the peer would sometimes see the
+    connection drop (an abort) instead of the rejection and its reason.
+    """
+    deadline = time.monotonic() + timeout
+    while assoc.dul.state_machine.current_state != "Sta13" and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def handle_association_request(event: Event, aes: AeRegistry, audit: AuditLog,
@@ -39,8 +53,10 @@ def handle_association_request(event: Event, aes: AeRegistry, audit: AuditLog,
         reason = "unknown calling AE"
     except PacsError as exc:  # index down: refuse rather than let anyone in
         reason = exc.code
-    assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, CALLING_AE_NOT_RECOGNISED)
     log.warning("association refused: calling AE %s (%s)", calling, reason)
     audit.record(Origin(channel="dimse", calling_ae=calling, called_ae=called,
                         address=f"{assoc.requestor.address}:{assoc.requestor.port}"),
                  "associate", "refused", detail={"reason": reason})
+    # Audited first: the peer may look for the record as soon as it reads the reject.
+    assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, CALLING_AE_NOT_RECOGNISED)
+    _wait_until_sent(assoc)

@@ -7,6 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 import ris.models  # noqa: F401  (the RIS tables share the index Base)
+import ris.reports.models  # noqa: F401 - the report tables share the index's Base
 from storage.index.models import Base
 
 
