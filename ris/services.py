@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ris.savings import CostModel, SavingsService
 from storage import StorageSettings
 from storage.aes import AeRegistry
 from storage.archive import Archive
@@ -22,18 +23,23 @@ class Services:
     audit: AuditLog
     archive: Archive
     aes: AeRegistry
+    savings: SavingsService
 
     def close(self) -> None:
         self.audit.flush()
         self.db.dispose()
 
 
-def build_services(settings: StorageSettings) -> Services:
-    """Open the index engine and the object store once for this process."""
+def build_services(settings: StorageSettings, *,
+                   cost_model: CostModel | None = None) -> Services:
+    """Open the index engine and the object store once for this process.
+
+    ``cost_model`` prices the savings report (defaults: ``docs/savings.md``).
+    """
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     objects = open_store(settings.storage_url, fsync=settings.fsync,
                          endpoint_url=settings.s3_endpoint_url)
     audit = AuditLog(db)
     archive = Archive(db, objects, audit, find_limit=settings.find_limit)
     return Services(settings=settings, db=db, objects=objects, audit=audit, archive=archive,
-                    aes=AeRegistry(db))
+                    aes=AeRegistry(db), savings=SavingsService(db, objects, cost_model))

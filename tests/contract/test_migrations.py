@@ -6,6 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
+import ris.savings.models  # noqa: F401 - registers the savings tables on Base
 from storage.index.models import Base
 
 
