@@ -31,6 +31,7 @@ from pacs.scp.find import handle_find
 from pacs.scp.retrieve import handle_get, handle_move
 from pacs.scp.store import handle_store
 from ris.services import Services
+from storage import metrics
 
 QR_FIND = [sc.PatientRootQueryRetrieveInformationModelFind,
            sc.StudyRootQueryRetrieveInformationModelFind]
@@ -126,9 +127,29 @@ def build_ae(settings: DicomSettings) -> AE:
     return ae
 
 
+def _count_association(event: Any, name: str) -> None:
+    metrics.instruments().associations.labels(name).inc()
+
+
+def _connection(event: Any, delta: int) -> None:
+    metrics.instruments().associations_active.inc(delta)
+
+
+ASSOCIATION_EVENTS = [
+    (evt.EVT_ACCEPTED, _count_association, ["accepted"]),
+    (evt.EVT_REJECTED, _count_association, ["rejected"]),
+    (evt.EVT_RELEASED, _count_association, ["released"]),
+    (evt.EVT_ABORTED, _count_association, ["aborted"]),
+    (evt.EVT_CONN_OPEN, _connection, [1]),
+    (evt.EVT_CONN_CLOSE, _connection, [-1]),
+]
+"""Association counters for ``/metrics`` (pynetdicom notification events)."""
+
+
 def handlers(services: Services, ae_title: str) -> list[Any]:
     archive = services.archive
     return [
+        *ASSOCIATION_EVENTS,
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_C_STORE, handle_store, [archive]),
         (evt.EVT_C_FIND, handle_find, [archive, ae_title]),

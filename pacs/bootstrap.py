@@ -18,6 +18,7 @@ from typing import Any
 from pacs.ae import DicomSettings, configure_library, start_dicom
 from pacs.settings import Settings
 from ris.services import Services, build_services
+from storage import metrics
 from storage.index.migrate import upgrade
 
 log = logging.getLogger("pacs")
@@ -36,7 +37,7 @@ def prepare(settings: Settings) -> Services:
     configure_library()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.storage().database_url)
-    return build_services(settings.storage())
+    return build_services(settings.storage(), cost_model=settings.cost_model())
 
 
 def dicom_settings(settings: Settings, *, reuse_port: bool) -> DicomSettings:
@@ -51,7 +52,8 @@ def _dicom_worker(settings_json: str, ready: Any) -> None:
     configure_logging()
     settings = Settings.model_validate_json(settings_json)
     configure_library()
-    services = build_services(settings.storage())
+    metrics.configure_multiprocess(settings.metrics_dir())
+    services = build_services(settings.storage(), cost_model=settings.cost_model())
     server = start_dicom(services, dicom_settings(settings, reuse_port=True))
     ready.set()
     stop = threading.Event()
@@ -90,6 +92,9 @@ def serve(settings: Settings) -> None:
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again once it has
     # restored this handler: turn that into SystemExit so the clean-up below runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Every process of this node writes its metrics under the data folder (emptied at each
+    # start, as prometheus_client's multi-process mode asks); /metrics sums them.
+    metrics.configure_multiprocess(settings.metrics_dir(), clean=True)
     services = prepare(settings)
     workers = settings.worker_count()
     procs: list[Any] = []
@@ -111,5 +116,7 @@ def serve(settings: Settings) -> None:
             proc.terminate()
         for proc in procs:
             proc.join(10)
+            if proc.pid is not None:
+                metrics.process_exited(proc.pid)
         services.close()
         log.info("stopped")

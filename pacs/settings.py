@@ -19,13 +19,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ris.savings import CostModel
 from storage import StorageSettings
 
 
 class Settings(BaseSettings):
     """Every knob of a Filmless PACS node. Field ``x`` is the variable ``PACS_X``."""
 
-    model_config = SettingsConfigDict(env_prefix="PACS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PACS_", extra="ignore",
+                                      env_nested_delimiter="__")
 
     ae_title: str = Field("PACS", max_length=16)
     dicom_host: str = ""
@@ -44,6 +46,9 @@ class Settings(BaseSettings):
     fsync: bool = True
     sqlite_synchronous: str = "FULL"
     find_limit: int = Field(10_000, ge=1, description="C-FIND and QIDO-RS answer at most this many matches")
+    savings: CostModel = Field(default_factory=CostModel,
+                               description="cost model of the savings report: TOML table "
+                               "[savings], or PACS_SAVINGS__FIELD (docs/savings.md)")
 
     @classmethod
     def load(cls, config: Path | None = None, **overrides: Any) -> Settings:
@@ -80,6 +85,13 @@ class Settings(BaseSettings):
             find_limit=self.find_limit,
             sqlite_synchronous=self.sqlite_synchronous,
         )
+
+    def cost_model(self) -> CostModel:
+        return self.savings
+
+    def metrics_dir(self) -> Path:
+        """Where the DICOM and HTTP processes share their Prometheus metrics."""
+        return self.data_dir / "metrics"
 
     def worker_count(self) -> int:
         """DICOM receiving processes. An association spends much of its time waiting (on

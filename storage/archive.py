@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
+from storage import metrics
 from storage.audit import AuditLog
 from storage.dicomio import read_header
 from storage.errors import DatasetDoesNotMatchSopClass, PacsError
@@ -93,6 +94,15 @@ class Archive:
         StorageUnavailable, StorageFull, IndexUnavailable
             The archive cannot take it now; nothing is indexed.
         """
+        with metrics.timed("store"):
+            result, size = self._store(path, origin, sop_class_uid, sop_instance_uid,
+                                       study_uid)
+        metrics.stored(result.outcome.value, size)
+        return result
+
+    def _store(self, path: str | Path, origin: Origin, sop_class_uid: str | None,
+               sop_instance_uid: str | None,
+               study_uid: str | None) -> tuple[StoreResult, int]:
         key = new_object_key()
         # The object is written (and fsynced) in a helper thread while this one parses the
         # header: the disk wait and the parsing overlap. The index is written only once
@@ -121,7 +131,7 @@ class Archive:
             if outcome is StoreOutcome.DUPLICATE:
                 self._discard(key)
             return StoreResult(outcome, header.sop_class_uid, header.sop_instance_uid,
-                               header.study_uid, header.series_uid)
+                               header.study_uid, header.series_uid), size
         except PacsError as exc:
             self.audit.record(origin, "store", "failed", detail={"error": exc.code})
             raise
@@ -175,6 +185,11 @@ class Archive:
 
         The query is audited (level and matching keys) before any match is returned.
         """
+        with metrics.timed("find"):
+            yield from self._find(query, origin, encoding)
+
+    def _find(self, query: Query, origin: Origin,
+              encoding: tuple[bool, bool] | None) -> Iterator[Dataset]:
         keys = results.response_keys(query.level, query.return_keys)
         with_header = results.needs_header(query.level, keys)
         stmt = build_select(query, cap=self.find_limit)
@@ -208,6 +223,11 @@ class Archive:
     def locate(self, query: Query, origin: Origin, *, action: str = "retrieve",
                destination: str = "") -> list[InstanceRef]:
         """Every instance below the entities ``query`` matches (C-MOVE, C-GET, WADO)."""
+        with metrics.timed("locate"):
+            return self._locate(query, origin, action, destination)
+
+    def _locate(self, query: Query, origin: Origin, action: str,
+                destination: str) -> list[InstanceRef]:
         instance_query = Query(Level.IMAGE, dict(query.filters))
         stmt = build_select(instance_query, cap=10_000_000).with_only_columns(
             Instance.sop_class_uid, Instance.sop_instance_uid, Instance.transfer_syntax_uid,

@@ -7,7 +7,8 @@ from starlette.middleware.cors import CORSMiddleware
 
 from ris.services import Services
 from viewer_api import dicomweb, problems
-from viewer_api.routes import aes, health
+from viewer_api.metrics import HttpMetrics
+from viewer_api.routes import aes, health, metrics, printed, savings
 
 
 def create_app(services: Services) -> FastAPI:
@@ -21,4 +22,9 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(health.router)
     app.include_router(aes.router)
     app.include_router(dicomweb.router)
+    app.include_router(savings.router)
+    app.include_router(printed.router)
+    app.include_router(metrics.router)
+    # Outermost, so the latency includes every other middleware and error handler.
+    app.add_middleware(HttpMetrics)
     return app

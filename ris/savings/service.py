@@ -7,7 +7,7 @@ DIMSE-free and HTTP-free: the CLI (``pacs report savings``) and the REST routes
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -93,6 +93,17 @@ class SavingsService:
             running += months.get(month, 0)
             out.append((month, running))
         return out
+
+
+def default_period(start: date | None, end: date | None) -> tuple[date, date]:
+    """The requested period; by default the last twelve calendar months up to today."""
+    end = end or date.today()
+    if start is None:
+        first = end.replace(day=1)
+        for _ in range(11):
+            first = (first - timedelta(days=1)).replace(day=1)
+        start = first
+    return start, end
 
 
 def month_range(start: date, end: date) -> list[str]:

@@ -20,8 +20,8 @@ from typing import Protocol
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from storage.index.models import AuditEvent, Instance, Series, Study
 from ris.savings.models import PrintedExam
+from storage.index.models import AuditEvent, Instance, Series, Study
 
 DELIVERY_ACTIONS: tuple[str, ...] = ("retrieve", "move", "get", "wado", "share_open",
                                      "report_read")
