@@ -18,7 +18,7 @@ from typing import Any
 
 from ris.savings import charts
 from ris.savings.operations import OperationsReport
-from ris.savings.report import COLUMNS, SavingsReport, SavingsRow, row_dict
+from ris.savings.report import COLUMNS, SavingsReport, row_dict
 from ris.savings.strings import STRINGS
 
 
@@ -192,7 +192,3 @@ def to_pdf(report: SavingsReport, words: dict[str, str]) -> bytes:
         pdf.savefig(charts.chart_figure(report, words))
     return buf.getvalue()
 
-
-def totals_line(row: SavingsRow, currency: str) -> str:
-    return (f"{row.studies} studies, {row.films_avoided} films avoided, net savings "
-            f"{_fmt(row.net_savings)} {currency}")
