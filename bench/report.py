@@ -197,6 +197,8 @@ def main():
         print("|---|---|---|" + "---|" * len(QUERIES))
         for t, r in ordered(find, FIND_ORDER):
             d = r.get("cfind") or {}
+            if not d:
+                continue  # a QIDO-only record (web phase)
             nst = r["corpus"]["studies"] + sum(e["studies"] for e in r.get("extra_corpora", []))
             cells = []
             limit = P95_100K if nst > 50_000 else P95_5K
@@ -219,7 +221,8 @@ def main():
         for t, r in ordered(find, FIND_ORDER):
             if not t.startswith("pacs"):
                 continue
-            ref = "orthanc-100k" if t.endswith("-100k") else "orthanc"
+            ref = ("orthanc-100k" if t.endswith("-100k") else
+                   "orthanc-web-cfind" if t.endswith("-web-cfind") else "orthanc")
             if ref not in find:
                 continue
             o, d = find[ref].get("cfind") or {}, r.get("cfind") or {}

@@ -16,7 +16,7 @@
 #   web          DICOMweb (issue 4): ours (SQLite) and Orthanc + DICOMweb plugin, each holding small +
 #                filler 5k + one ~1 GiB CT study: QIDO-RS, WADO-RS study/series/metadata/frame,
 #                rendered CT/CR (ours with the render cache off = uncached, then on = cached),
-#                and peak RSS while streaming the 1 GiB study
+#                and peak RSS while streaming the 1 GiB study; C-FIND (findscu) on the same archives
 #   report       markdown tables -> bench/results/summary.md
 # Optional (not in the default list): pynetdicom = the harness's bare pynetdicom receiver
 #   (what pure Python costs without any indexing), ingest only.
@@ -364,6 +364,7 @@ if has web; then
   URL="http://127.0.0.1:${PACS_BENCH_HTTP_PORT:-8400}/dicomweb"
   watch_rss "$WORK/pacs-web/pacs.pid" "pacs-web:retrieve"
   web_steps pacs-web "$URL" "$WORK/pacs-web/pacs.pid" ""
+  find_step pacs-web-cfind "$PACS_DP" PACS "$FILLER"   # C-FIND on the same 5k archive
   stop_watch
   # a fresh process, so the peak RSS (VmHWM) seen is the stream's, not the renderer's
   "$HERE/pacs.sh" stop >/dev/null; "$HERE/pacs.sh" start >/dev/null
@@ -385,6 +386,7 @@ if has web; then
   OURL="http://127.0.0.1:${ORTHANC_HTTP_PORT:-8042}/dicom-web"
   watch_rss "$ORTHANC_RUN/orthanc.pid" "orthanc-web:retrieve"
   web_steps orthanc-web "$OURL" "$ORTHANC_RUN/orthanc.pid" ""
+  find_step orthanc-web-cfind "$ORTHANC_DP" ORTHANC "$FILLER"
   stop_watch
   "$HARNESS/targets/orthanc.sh" stop >/dev/null; "$HARNESS/targets/orthanc.sh" start >/dev/null
   web_stream orthanc-web "$OURL" "$ORTHANC_RUN/orthanc.pid"

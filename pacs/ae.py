@@ -39,6 +39,7 @@ from pacs.scp.store import handle_store
 from pacs.tls import server_context
 from ris.services import Services
 from ris.worklist import Worklist
+from storage import metrics
 from storage.archive import Archive
 
 QR_FIND = [sc.PatientRootQueryRetrieveInformationModelFind,
@@ -150,9 +151,29 @@ def _find(event: Any, archive: Archive, ae_title: str, worklist: Worklist) -> An
     return handle_find(event, archive, ae_title)
 
 
+def _count_association(event: Any, name: str) -> None:
+    metrics.instruments().associations.labels(name).inc()
+
+
+def _connection(event: Any, delta: int) -> None:
+    metrics.instruments().associations_active.inc(delta)
+
+
+ASSOCIATION_EVENTS = [
+    (evt.EVT_ACCEPTED, _count_association, ["accepted"]),
+    (evt.EVT_REJECTED, _count_association, ["rejected"]),
+    (evt.EVT_RELEASED, _count_association, ["released"]),
+    (evt.EVT_ABORTED, _count_association, ["aborted"]),
+    (evt.EVT_CONN_OPEN, _connection, [1]),
+    (evt.EVT_CONN_CLOSE, _connection, [-1]),
+]
+"""Association counters for ``/metrics`` (pynetdicom notification events)."""
+
+
 def handlers(services: Services, ae_title: str, *, allow_unknown_ae: bool = True) -> list[Any]:
     archive = services.archive
     return [
+        *ASSOCIATION_EVENTS,
         (evt.EVT_REQUESTED, handle_association_request,
          [services.aes, services.audit, allow_unknown_ae]),
         (evt.EVT_C_ECHO, handle_echo),

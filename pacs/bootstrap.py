@@ -19,6 +19,7 @@ from pacs.ae import DicomSettings, configure_library, start_dicom
 from pacs.hl7_listener import Hl7Settings, start_hl7
 from pacs.settings import Settings
 from ris.services import Services, build_services
+from storage import metrics
 from storage.index.migrate import upgrade
 from storage.origin import Origin
 
@@ -38,7 +39,8 @@ def prepare(settings: Settings) -> Services:
     configure_library()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.storage().database_url)
-    return build_services(settings.storage(), settings.auth_settings(), settings.reports())
+    return build_services(settings.storage(), settings.auth_settings(), settings.reports(),
+                          cost_model=settings.cost_model())
 
 
 def first_admin(services: Services, settings: Settings) -> None:
@@ -73,7 +75,9 @@ def _dicom_worker(settings_json: str, ready: Any) -> None:
     configure_logging()
     settings = Settings.model_validate_json(settings_json)
     configure_library()
-    services = build_services(settings.storage(), settings.auth_settings(), settings.reports())
+    metrics.configure_multiprocess(settings.metrics_dir())
+    services = build_services(settings.storage(), settings.auth_settings(), settings.reports(),
+                              cost_model=settings.cost_model())
     server = start_dicom(services, dicom_settings(settings, reuse_port=True))
     ready.set()
     stop = threading.Event()
@@ -112,6 +116,9 @@ def serve(settings: Settings) -> None:
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again once it has
     # restored this handler: turn that into SystemExit so the clean-up below runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Every process of this node writes its metrics under the data folder (emptied at each
+    # start, as prometheus_client's multi-process mode asks); /metrics sums them.
+    metrics.configure_multiprocess(settings.metrics_dir(), clean=True)
     services = prepare(settings)
     first_admin(services, settings)
     workers = settings.worker_count()
@@ -146,5 +153,7 @@ def serve(settings: Settings) -> None:
             proc.terminate()
         for proc in procs:
             proc.join(10)
+            if proc.pid is not None:
+                metrics.process_exited(proc.pid)
         services.close()
         log.info("stopped")

@@ -10,6 +10,7 @@ import tomllib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,58 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if findings else 0
 
 
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _write(args: argparse.Namespace, body: bytes) -> None:
+    if args.output is None or str(args.output) == "-":
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+    else:
+        args.output.write_bytes(body)
+        print(f"wrote {args.output} ({len(body):,} bytes)", file=sys.stderr)
+
+
+def cmd_report_savings(args: argparse.Namespace) -> int:
+    from ris.savings import Format, Group, render
+    from ris.savings.service import default_period as period
+
+    services = _services(args)
+    start, end = period(args.start, args.end)
+    report = services.savings.report(start, end, Group(args.group))
+    operations = (services.savings.operations_report(start, end)
+                  if args.format in ("html", "json") and args.operations else None)
+    _write(args, render(report, Format(args.format), lang=args.lang, operations=operations))
+    services.close()
+    return 0
+
+
+def cmd_report_operations(args: argparse.Namespace) -> int:
+    import json
+
+    from ris.savings.service import default_period as period
+
+    services = _services(args)
+    start, end = period(args.start, args.end)
+    body = services.savings.operations_report(start, end).to_dict()
+    _write(args, (json.dumps(body, indent=1) + "\n").encode())
+    services.close()
+    return 0
+
+
+def cmd_report_printed(args: argparse.Namespace) -> int:
+    services = _services(args)
+    mark = services.savings.printed.mark(args.study_uid, args.sheets, CLI,
+                                         sheet_size=args.size, note=args.note)
+    print(f"marked {mark.study_uid} as printed on {mark.sheets} sheet(s) of {mark.sheet_size}")
+    services.close()
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     # --config is accepted before or after the command (`pacs serve --config pacs.toml`).
     common = argparse.ArgumentParser(add_help=False)
@@ -272,6 +325,44 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--jobs", type=int, default=2, help="parallel imports (default 2)")
     i.add_argument("--quiet", action="store_true", help="no progress bar")
     i.set_defaults(func=cmd_import)
+
+    rep = sub.add_parser("report", help="filmless savings and operations reports")
+    rep_sub = rep.add_subparsers(dest="report_command", required=True, metavar="REPORT")
+    rep_sub.add_parser = partial(rep_sub.add_parser,  # type: ignore[method-assign]
+                                 parents=[common])
+    period_help = ("exam dates, YYYY-MM-DD, inclusive; default: the last twelve calendar "
+                   "months up to today")
+    rs = rep_sub.add_parser(
+        "savings", help="what going filmless saved, in money (docs/savings.md)",
+        description="Studies and images archived, films avoided, studies delivered "
+        "digitally versus still printed, costs avoided, storage cost and net savings, "
+        "grouped; the totals are the sum of the groups. Prices come from the [savings] "
+        "table of the settings (docs/savings.md).")
+    rr = rep_sub.add_parser("operations", help="studies per day, turnaround, storage forecast,"
+                            " ingest errors (JSON)")
+    for r in (rs, rr):
+        r.add_argument("--from", dest="start", type=_date, default=None, metavar="DATE",
+                       help=period_help)
+        r.add_argument("--to", dest="end", type=_date, default=None, metavar="DATE",
+                       help="last exam date, inclusive; default: today")
+        r.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
+                       help="write to FILE instead of standard output")
+    rs.add_argument("--group", choices=["month", "modality", "department", "referring"],
+                    default="month", help="one row per ... (default: month)")
+    rs.add_argument("--format", choices=["json", "csv", "html", "pdf", "png"], default="json",
+                    help="json (default), csv, html (printable page), pdf, png (charts)")
+    rs.add_argument("--lang", choices=["vi", "en"], default="en",
+                    help="language of html/pdf/png (default: en)")
+    rs.add_argument("--operations", action="store_true",
+                    help="add the operations figures (json and html)")
+    rs.set_defaults(func=cmd_report_savings)
+    rr.set_defaults(func=cmd_report_operations)
+    rp = rep_sub.add_parser("printed", help="mark a study as printed on film")
+    rp.add_argument("study_uid", help="Study Instance UID")
+    rp.add_argument("--sheets", type=int, required=True, help="film sheets printed")
+    rp.add_argument("--size", default="", help='sheet size in cm, e.g. "35x43"')
+    rp.add_argument("--note", default="")
+    rp.set_defaults(func=cmd_report_printed)
 
     v = sub.add_parser("verify", help="check that index and object storage agree")
     v.add_argument("--quiet", action="store_true", help="no progress bar")

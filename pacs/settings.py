@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from ris.reports import ReportSettings
+from ris.savings import CostModel
 from storage import StorageSettings
 from storage.accounts import AuthSettings
 from storage.cache import CacheSettings
@@ -28,7 +29,8 @@ from storage.cache import CacheSettings
 class Settings(BaseSettings):
     """Every knob of a Filmless PACS node. Field ``x`` is the variable ``PACS_X``."""
 
-    model_config = SettingsConfigDict(env_prefix="PACS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PACS_", extra="ignore",
+                                      env_nested_delimiter="__")
 
     ae_title: str = Field("PACS", max_length=16)
     dicom_host: str = ""
@@ -83,6 +85,9 @@ class Settings(BaseSettings):
     hl7_oru_host: str = Field("", description="ORU^R01 receiver; no ORU is sent when empty")
     hl7_oru_port: int | None = Field(None, ge=1, le=65535)
     hl7_oru_attempts: int = Field(5, ge=1)
+    savings: CostModel = Field(default_factory=CostModel,
+                               description="cost model of the savings report: TOML table "
+                               "[savings], or PACS_SAVINGS__FIELD (docs/savings.md)")
 
     @classmethod
     def load(cls, config: Path | None = None, **overrides: Any) -> Settings:
@@ -145,6 +150,12 @@ class Settings(BaseSettings):
             font_path=self.report_font,
             allow_body_signer=not self.auth,
         )
+    def cost_model(self) -> CostModel:
+        return self.savings
+
+    def metrics_dir(self) -> Path:
+        """Where the DICOM and HTTP processes share their Prometheus metrics."""
+        return self.data_dir / "metrics"
 
     def worker_count(self) -> int:
         """DICOM receiving processes. An association spends much of its time waiting (on

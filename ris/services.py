@@ -10,6 +10,8 @@ from ris.orders import Orders
 from ris.patients import Patients
 from ris.reconcile import Reconciler
 from ris.reports import ReportService, ReportSettings
+from ris.savings import CostModel, SavingsService
+from ris.savings.workflow import OrderDepartments, SignedReports
 from ris.worklist import Worklist
 from storage import StorageSettings
 from storage.accounts import Accounts, AuthSettings
@@ -40,6 +42,7 @@ class Services:
     hl7: Hl7Handler
     commitment: StorageCommitment
     reports: ReportService
+    savings: SavingsService
 
     def close(self) -> None:
         self.reports.close()
@@ -48,10 +51,12 @@ class Services:
 
 
 def build_services(settings: StorageSettings, auth: AuthSettings | None = None,
-                   reports: ReportSettings | None = None) -> Services:
+                   reports: ReportSettings | None = None, *,
+                   cost_model: CostModel | None = None) -> Services:
     """Open the index engine and the object store once for this process, register the
     post-store listener that matches arriving studies to their orders, and let report
-    sign-offs advance those orders."""
+    sign-offs advance those orders. ``cost_model`` prices the savings report (defaults:
+    ``docs/savings.md``)."""
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     objects = open_store(settings.storage_url, fsync=settings.fsync,
                          endpoint_url=settings.s3_endpoint_url)
@@ -70,4 +75,7 @@ def build_services(settings: StorageSettings, auth: AuthSettings | None = None,
                     mpps=PerformedSteps(db), reconciler=reconciler,
                     hl7=Hl7Handler(patients, orders),
                     commitment=StorageCommitment(db, objects, audit),
-                    reports=report_service)
+                    reports=report_service,
+                    savings=SavingsService(db, objects, cost_model,
+                                           orders=OrderDepartments(db),
+                                           reports=SignedReports(db)))

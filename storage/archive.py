@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from storage import metrics
 from storage.audit import AuditLog
 from storage.bulkdata import read_bulk_value
 from storage.corrections import Corrector, Demographics, coerce_dataset
@@ -126,6 +127,15 @@ class Archive:
         StorageUnavailable, StorageFull, IndexUnavailable
             The archive cannot take it now; nothing is indexed.
         """
+        with metrics.timed("store"):
+            result, size = self._store(path, origin, sop_class_uid, sop_instance_uid,
+                                       study_uid)
+        metrics.stored(result.outcome.value, size)
+        return result
+
+    def _store(self, path: str | Path, origin: Origin, sop_class_uid: str | None,
+               sop_instance_uid: str | None,
+               study_uid: str | None) -> tuple[StoreResult, int]:
         key = new_object_key()
         # The object is written (and fsynced) in a helper thread while this one parses the
         # header: the disk wait and the parsing overlap. The index is written only once
@@ -163,7 +173,7 @@ class Archive:
             raise
         if outcome is not StoreOutcome.DUPLICATE:
             self._notify(result, origin)
-        return result
+        return result, size
 
     def _put_file(self, key: str, path: str | Path) -> tuple[int, str]:
         size = os.path.getsize(path)
@@ -211,6 +221,10 @@ class Archive:
 
         The query is audited (level and matching keys) before any match is returned.
         """
+        with metrics.timed("find"):
+            yield from self._find(query, origin)
+
+    def _find(self, query: Query, origin: Origin) -> Iterator[Match]:
         keys = results.response_keys(query.level, query.return_keys)
         with_header = results.needs_header(query.level, keys)
         stmt = build_select(query, cap=self.find_limit)
@@ -248,6 +262,11 @@ class Archive:
     def locate(self, query: Query, origin: Origin, *, action: str = "retrieve",
                destination: str = "") -> list[InstanceRef]:
         """Every instance below the entities ``query`` matches (C-MOVE, C-GET, WADO)."""
+        with metrics.timed("locate"):
+            return self._locate(query, origin, action, destination)
+
+    def _locate(self, query: Query, origin: Origin, action: str,
+                destination: str) -> list[InstanceRef]:
         instance_query = Query(Level.IMAGE, dict(query.filters))
         stmt = build_select(instance_query, cap=10_000_000).with_only_columns(
             Instance.sop_class_uid, Instance.sop_instance_uid, Instance.transfer_syntax_uid,

@@ -13,15 +13,19 @@ from ris.services import Services
 from storage.cache import CacheSettings, DiskCache
 from viewer_api import dicomweb, problems, wado_uri
 from viewer_api.auth import PUBLIC, Permission, enforce_policy, require
+from viewer_api.metrics import HttpMetrics
 from viewer_api.rendering import Renderer
 from viewer_api.routes import (
     aes,
     audit,
     auth,
     health,
+    metrics,
     orders,
     patients,
+    printed,
     reports,
+    savings,
     studies,
     users,
     worklist,
@@ -55,4 +59,9 @@ def create_app(services: Services, *, render_cache: CacheSettings | None = None)
     app.include_router(reports.router)
     app.include_router(dicomweb.router)
     app.include_router(wado_uri.router, dependencies=[require(Permission.IMAGES_READ)])
+    app.include_router(savings.router, dependencies=[require(Permission.SAVINGS_READ)])
+    app.include_router(printed.router)
+    app.include_router(metrics.router, dependencies=[require(Permission.METRICS_READ)])
+    # Outermost, so the latency includes every other middleware and error handler.
+    app.add_middleware(HttpMetrics)
     return app

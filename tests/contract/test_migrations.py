@@ -8,6 +8,7 @@ from sqlalchemy import create_engine
 
 import ris.models  # noqa: F401  (the RIS tables share the index Base)
 import ris.reports.models  # noqa: F401 - the report tables share the index's Base
+import ris.savings.models  # noqa: F401 - registers the savings tables on Base
 from storage.index.models import Base
 
 
