@@ -34,7 +34,11 @@ COUNT_SERIES = update(_R).where(_R.c.id == bindparam("pk")).values(
 COUNT_STUDY = update(_S).where(_S.c.id == bindparam("pk")).values(
     num_instances=_S.c.num_instances + bindparam("n"),
     size_bytes=_S.c.size_bytes + bindparam("bytes"), updated_at=bindparam("now"))
-COUNT_PATIENT = update(_P).where(_P.c.id == bindparam("pk")).values(
+# The patient is looked up from the study at write time rather than taken from the series
+# key cache: a study moved to another patient (RIS correction) by another process would
+# otherwise go on counting under its old patient here.
+COUNT_PATIENT = update(_P).where(_P.c.id == select(_S.c.patient_fk).where(
+    _S.c.id == bindparam("study")).scalar_subquery()).values(
     num_instances=_P.c.num_instances + bindparam("n"))
 NEW_SERIES_IN_STUDY = update(_S).where(_S.c.id == bindparam("pk")).values(
     num_series=_S.c.num_series + 1)
@@ -118,10 +122,10 @@ class InstanceWriter:
     @staticmethod
     def _count(conn: Connection, keys: tuple[int, int, int], n: int, size: int,
                now: Any) -> None:
-        patient_pk, study_pk, series_pk = keys
+        _patient_pk, study_pk, series_pk = keys
         conn.execute(COUNT_SERIES, {"pk": series_pk, "n": n})
         conn.execute(COUNT_STUDY, {"pk": study_pk, "n": n, "bytes": size, "now": now})
-        conn.execute(COUNT_PATIENT, {"pk": patient_pk, "n": n})
+        conn.execute(COUNT_PATIENT, {"study": study_pk, "n": n})
 
     def _remember(self, series_uid: str, keys: tuple[int, int, int]) -> None:
         with self._lock:

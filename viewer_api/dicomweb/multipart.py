@@ -69,14 +69,25 @@ def write_parts(parts: Iterable[tuple[str, int, BinaryIO]], boundary: str) -> It
     part lets clients allocate exactly.
     """
     delimiter = f"--{boundary}\r\n".encode("ascii")
+    # Small pieces (part headers, objects smaller than a chunk) are joined into chunks of
+    # about CHUNK bytes: every piece handed to the server costs a trip between its event
+    # loop and the thread reading files, which for a CT study of 0.5 MB slices was a
+    # large share of the time. At most about two chunks are held.
+    pending: list[bytes] = []
+    held = 0
     for content_type, size, fh in parts:
         with fh:
-            yield delimiter + (f"Content-Type: {content_type}\r\n"
-                               f"Content-Length: {size}\r\n\r\n").encode("ascii")
+            pending.append(delimiter + (f"Content-Type: {content_type}\r\n"
+                                        f"Content-Length: {size}\r\n\r\n").encode("ascii"))
             while chunk := fh.read(CHUNK):
-                yield chunk
-        yield b"\r\n"
-    yield f"--{boundary}--\r\n".encode("ascii")
+                pending.append(chunk)
+                held += len(chunk)
+                if held >= CHUNK:
+                    yield b"".join(pending)
+                    pending, held = [], 0
+        pending.append(b"\r\n")
+    pending.append(f"--{boundary}--\r\n".encode("ascii"))
+    yield b"".join(pending)
 
 
 class _State(enum.Enum):
