@@ -3,15 +3,13 @@ worklist of studies waiting for a report, with turnaround times."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from ris.workflow import OrderStatus
-from ris.worklist import SPS, WorklistQuery
+from ris.worklist import SPS, ReadingItem, WorklistQuery
 from viewer_api.auth import Permission, require
 from viewer_api.deps import OriginDep, ServicesDep
 
@@ -36,23 +34,6 @@ class ScheduledItem(BaseModel):
     start_date: str
     start_time: str
     status: str
-
-
-class ReadingOut(BaseModel):
-    accession_number: str
-    patient_id: str
-    patient_name: str
-    procedure_description: str
-    modalities: list[str]
-    priority: str
-    status: str
-    study_uid: str
-    ordered_at: datetime
-    exam_at: datetime | None
-    preliminary_at: datetime | None
-    final_at: datetime | None
-    waiting_minutes: float | None
-    turnaround: dict[str, float | None]
 
 
 def _text(ds: Any, keyword: str) -> str:
@@ -88,9 +69,7 @@ def scheduled_steps(services: ServicesDep, origin: OriginDep, station_ae: str = 
 @router.get("/reading", dependencies=_READ)
 def reading_worklist(services: ServicesDep, origin: OriginDep,
                      status: Annotated[list[OrderStatus], Query()] = [],  # noqa: B006
-                     limit: int = Query(200, ge=1, le=1000)) -> list[ReadingOut]:
+                     limit: int = Query(200, ge=1, le=1000)) -> list[ReadingItem]:
     """Studies waiting for a report (completed, preliminary), most urgent and oldest
     first; ``status`` chooses others (e.g. ``final`` for turnaround review)."""
-    return [ReadingOut(**asdict(item))
-            for item in services.worklist.reading(origin, statuses=status or None,
-                                                  limit=limit)]
+    return services.worklist.reading(origin, statuses=status or None, limit=limit)
