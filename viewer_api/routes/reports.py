@@ -7,8 +7,6 @@ HTTP authentication is off, the body's ``signer`` names it (see the service).
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
@@ -39,64 +37,6 @@ class AddendumIn(SignIn):
     text: str = Field(min_length=1)
 
 
-class AddendumOut(BaseModel):
-    id: int
-    text: str
-    signer: str
-    signed_at: datetime
-    digest: str
-    signature: str
-    key_id: str
-    sr_instance_uid: str
-
-
-class ReportOut(BaseModel):
-    id: int
-    study_uid: str
-    accession_number: str
-    status: ReportStatus
-    text: str
-    author: str
-    created_at: datetime
-    updated_at: datetime
-    signer: str
-    signed_at: datetime | None
-    digest: str
-    signature: str
-    key_id: str
-    sr_series_uid: str
-    sr_instance_uid: str
-    oru_status: str
-    oru_attempts: int
-    oru_error: str
-    addenda: list[AddendumOut]
-
-    @classmethod
-    def of(cls, view: ReportView) -> ReportOut:
-        data = vars(view) | {"addenda": [AddendumOut(**vars(a)) for a in view.addenda]}
-        return cls(**data)
-
-
-class PartOut(BaseModel):
-    what: str
-    digest_ok: bool
-    signature_ok: bool
-    key_known: bool
-
-
-class VerificationOut(BaseModel):
-    report_id: int
-    status: ReportStatus
-    signed: bool
-    intact: bool
-    key_id: str
-    parts: list[PartOut]
-
-    @classmethod
-    def of(cls, v: Verification) -> VerificationOut:
-        return cls(**(vars(v) | {"parts": [PartOut(**vars(p)) for p in v.parts]}))
-
-
 class SigningKeyOut(BaseModel):
     algorithm: str = "Ed25519"
     key_id: str
@@ -110,9 +50,9 @@ def signing_key(services: ServicesDep) -> SigningKeyOut:
 
 
 @router.post("", status_code=201, dependencies=_WRITE)
-def create_report(body: ReportIn, services: ServicesDep, origin: OriginDep) -> ReportOut:
-    return ReportOut.of(services.reports.create(body.study_uid, origin, text=body.text,
-                                                accession_number=body.accession_number))
+def create_report(body: ReportIn, services: ServicesDep, origin: OriginDep) -> ReportView:
+    return services.reports.create(body.study_uid, origin, text=body.text,
+                                                accession_number=body.accession_number)
 
 
 @router.get("", dependencies=_READ)
@@ -121,46 +61,45 @@ def list_reports(services: ServicesDep, origin: OriginDep,
                  accession_number: str | None = Query(None, alias="accession"),
                  status: ReportStatus | None = None,
                  limit: int = Query(100, ge=1, le=1000),
-                 offset: int = Query(0, ge=0)) -> list[ReportOut]:
-    views = services.reports.list(origin, study_uid=study_uid,
-                                  accession_number=accession_number, status=status,
-                                  limit=limit, offset=offset)
-    return [ReportOut.of(v) for v in views]
+                 offset: int = Query(0, ge=0)) -> list[ReportView]:
+    return services.reports.list(origin, study_uid=study_uid,
+                                 accession_number=accession_number, status=status,
+                                 limit=limit, offset=offset)
 
 
 @router.get("/{report_id:int}", dependencies=_READ)
-def get_report(report_id: int, services: ServicesDep, origin: OriginDep) -> ReportOut:
-    return ReportOut.of(services.reports.get(report_id, origin))
+def get_report(report_id: int, services: ServicesDep, origin: OriginDep) -> ReportView:
+    return services.reports.get(report_id, origin)
 
 
 @router.patch("/{report_id:int}", dependencies=_WRITE)
 def edit_report(report_id: int, body: TextIn, services: ServicesDep,
-                origin: OriginDep) -> ReportOut:
-    return ReportOut.of(services.reports.update_text(report_id, body.text, origin))
+                origin: OriginDep) -> ReportView:
+    return services.reports.update_text(report_id, body.text, origin)
 
 
 @router.post("/{report_id:int}/preliminary", dependencies=_WRITE)
-def make_preliminary(report_id: int, services: ServicesDep, origin: OriginDep) -> ReportOut:
-    return ReportOut.of(services.reports.make_preliminary(report_id, origin))
+def make_preliminary(report_id: int, services: ServicesDep, origin: OriginDep) -> ReportView:
+    return services.reports.make_preliminary(report_id, origin)
 
 
 @router.post("/{report_id:int}/final", dependencies=_WRITE)
 def sign_report(report_id: int, services: ServicesDep, origin: OriginDep,
-                body: SignIn | None = None) -> ReportOut:
+                body: SignIn | None = None) -> ReportView:
     signer = body.signer if body else None
-    return ReportOut.of(services.reports.finalize(report_id, origin, signer=signer))
+    return services.reports.finalize(report_id, origin, signer=signer)
 
 
 @router.post("/{report_id:int}/addenda", status_code=201, dependencies=_WRITE)
 def add_addendum(report_id: int, body: AddendumIn, services: ServicesDep,
-                 origin: OriginDep) -> ReportOut:
-    return ReportOut.of(services.reports.add_addendum(report_id, body.text, origin,
-                                                      signer=body.signer))
+                 origin: OriginDep) -> ReportView:
+    return services.reports.add_addendum(report_id, body.text, origin,
+                                                      signer=body.signer)
 
 
 @router.get("/{report_id:int}/verify", dependencies=_READ)
-def verify_report(report_id: int, services: ServicesDep, origin: OriginDep) -> VerificationOut:
-    return VerificationOut.of(services.reports.verify(report_id, origin))
+def verify_report(report_id: int, services: ServicesDep, origin: OriginDep) -> Verification:
+    return services.reports.verify(report_id, origin)
 
 
 @router.get("/{report_id:int}/pdf", response_class=Response,
