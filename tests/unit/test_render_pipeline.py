@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from storage.errors import InvalidQuery, NotFound
-from tests.support.data import real_dataset, real_file
+from tests.support.data import StudySpec, make_instance, real_dataset, real_file
 from tests.support.rendering import (
     assert_close,
     decode_png,
@@ -21,7 +23,7 @@ from tests.support.rendering import (
     reference,
     ybr_full,
 )
-from viewer_api.rendering import MediaType, NotRenderable, RenderParams, Viewport, render
+from viewer_api.rendering import MediaType, NotRenderable, RenderParams, Viewport, pipeline, render
 from viewer_api.rendering.params import (
     THUMBNAIL,
     VoiFunction,
@@ -176,3 +178,89 @@ def test_request_parameters_are_normalised() -> None:
                                      PNG, frame=3).key()
     thumb = rs_params({}, MediaType.JPEG, thumbnail=True)
     assert thumb.viewport == THUMBNAIL and thumb.quality < 90
+
+
+# -- the lookup-table path (integer pixels up to 16 bits) ---------------------------------
+def _grey(bits_allocated: int, bits_stored: int, signed: bool, *, slope: float | None = None,
+          intercept: float = 0.0, window: tuple[float, float, str] | None = None,
+          photometric: str = "MONOCHROME2", seed: int = 1) -> Dataset:
+    """A 64 x 80 grey image: a ramp over the whole stored range, noise, a few outliers."""
+    ds = make_instance(StudySpec(), generate_uid(), 1, 1)
+    lo, hi = ((-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed
+              else (0, 2**bits_stored - 1))
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(lo, hi, 64 * 80).reshape(64, 80)
+    pixels = np.clip(ramp + rng.normal(0, (hi - lo) / 50, ramp.shape), lo, hi)
+    pixels[0, :5] = lo, hi, lo, hi, (lo + hi) // 2
+    dtype = np.dtype(f"{'i' if signed else 'u'}{bits_allocated // 8}")
+    ds.Rows, ds.Columns = 64, 80
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits_allocated, bits_stored, bits_stored - 1
+    ds.PixelRepresentation = int(signed)
+    ds.PhotometricInterpretation = photometric
+    ds.PixelData = np.rint(pixels).astype(dtype).tobytes()
+    if slope is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = window
+    return ds
+
+
+LUT_CASES = {
+    "unsigned 12-bit, CT rescale, percentile window": dict(
+        bits_allocated=16, bits_stored=12, signed=False, slope=1.0, intercept=-1024.0),
+    "signed 16-bit, fractional rescale, dataset window": dict(
+        bits_allocated=16, bits_stored=16, signed=True, slope=0.5, intercept=100.0,
+        window=(300.0, 9000.0, "LINEAR")),
+    "signed 12-bit, MONOCHROME1, percentile window": dict(
+        bits_allocated=16, bits_stored=12, signed=True, photometric="MONOCHROME1"),
+    "unsigned 14-bit radiograph, dataset window (as the bench CR)": dict(
+        bits_allocated=16, bits_stored=14, signed=False, window=(2000.0, 3500.0, "LINEAR")),
+    "unsigned 12-bit, negative slope, percentile window": dict(
+        bits_allocated=16, bits_stored=12, signed=False, slope=-2.0, intercept=50.0),
+    "unsigned 8-bit, sigmoid window": dict(
+        bits_allocated=8, bits_stored=8, signed=False, window=(128.0, 60.0, "SIGMOID")),
+    "signed 8-bit, rescale, linear-exact window": dict(
+        bits_allocated=8, bits_stored=8, signed=True, slope=3.0, intercept=-7.0,
+        window=(0.0, 300.0, "LINEAR_EXACT")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LUT_CASES))
+def test_lookup_table_path_equals_the_per_pixel_path(case: str) -> None:
+    ds = _grey(**LUT_CASES[case])  # type: ignore[arg-type]
+    stored = ds.pixel_array
+    assert stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2  # the LUT path applies
+    out = decode_png(render(ds, RenderParams(media=PNG)))
+    # the same functions evaluated on every pixel (np.percentile on all modality values)
+    assert_close(out, pipeline._display_values(stored, ds, None), tolerance=0)
+    assert_close(out, reference(ds))
+    requested = Window(-20.0, 700.0, VoiFunction.LINEAR)
+    out = decode_png(render(ds, RenderParams(media=PNG, window=requested)))
+    assert_close(out, pipeline._display_values(stored, ds, requested), tolerance=0)
+
+
+def test_lookup_table_path_applies_a_voi_lut_sequence() -> None:
+    ds = _grey(16, 12, False)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 10]
+    item.LUTData = [int(v) for v in (np.sqrt(np.arange(4096) / 4095) * 1023)]
+    ds.VOILUTSequence = [item]
+    out = decode_png(render(ds, RenderParams(media=PNG)))
+    expected = pipeline._display_values(ds.pixel_array, ds, None)
+    assert_close(out, expected, tolerance=0)
+    assert int(expected[0, 1]) == 255 and int(expected[0, 0]) == 0  # the LUT's whole range
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 200, 1001])
+def test_histogram_window_is_numpys_percentile_window(size: int) -> None:
+    # few pixels, far-apart values: the interpolation between order statistics shows
+    rng = np.random.default_rng(size)
+    stored = rng.integers(0, 40, size).astype(np.uint16)
+    values = stored * -37.5 + 3.0  # a negative slope reverses the order
+    domain = np.arange(40, dtype=np.uint16) * -37.5 + 3.0
+    counts = np.bincount(stored, minlength=40)
+    got = pipeline._histogram_window(counts, domain)
+    want = pipeline._percentile_window(values)
+    assert got.function == want.function
+    assert got.center == pytest.approx(want.center, abs=1e-9)
+    assert got.width == pytest.approx(want.width, abs=1e-9)

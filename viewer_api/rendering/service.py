@@ -20,7 +20,7 @@ from storage.origin import Origin
 from viewer_api.rendering.params import MediaType, RenderParams
 from viewer_api.rendering.pipeline import render
 
-PIPELINE_VERSION = "render/1"
+PIPELINE_VERSION = "render/2"
 """Part of every cache key: bump it when the pipeline's output changes."""
 
 
