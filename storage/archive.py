@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from storage import metrics
@@ -284,6 +284,29 @@ class Archive:
                                   "keys": {k: v for k, v in query.filters.items() if v}})
         return refs
 
+    def locate_instance(self, study_uid: str, series_uid: str, sop_instance_uid: str,
+                        origin: Origin, *, action: str = "retrieve") -> InstanceRef | None:
+        """The one instance these three UIDs name, or ``None``; audited like :meth:`locate`.
+
+        The answer :meth:`locate` gives for an IMAGE-level query with exactly these UIDs,
+        by one indexed lookup with a statement built once per process: a cached rendered
+        preview costs little more than this lookup and its audit record, so the general
+        query translation (:func:`~storage.index.query.build_select`) and the ORM session
+        would be most of its time. The UIDs are bound parameters and compared for
+        equality only: no wildcard or list matching (PS3.18 URLs name single UIDs).
+        """
+        params = {"study": study_uid, "series": series_uid, "sop": sop_instance_uid}
+        with self.db.read_connection() as conn:
+            row = conn.execute(_ONE_INSTANCE, params).first()
+        ref = InstanceRef(*row[:5], coerce=_coercion(row[5:])) if row is not None else None
+        keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
+                "SOPInstanceUID": sop_instance_uid}
+        self.audit.record(origin, action, "ok", patient_id=str(row[6])[:64] if row else "",
+                          study_uid=study_uid[:64],
+                          detail={"level": Level.IMAGE.value, "instances": int(bool(ref)),
+                                  "destination": "", "keys": keys})
+        return ref
+
     def representative(self, query: Query, origin: Origin, *,
                        action: str = "render") -> InstanceRef | None:
         """The one instance that stands for a study or series in a preview, or ``None``.
@@ -440,6 +463,21 @@ class Archive:
                 "series": s.scalar(select(func.count(Series.id))) or 0,
                 "instances": s.scalar(select(func.count(Instance.id))) or 0,
             }
+
+
+_ONE_INSTANCE = (
+    select(Instance.sop_class_uid, Instance.sop_instance_uid, Instance.transfer_syntax_uid,
+           Instance.object_key, Instance.size, Study.corrected_at, Patient.patient_id,
+           Patient.patient_name, Patient.birth_date, Patient.sex, Study.accession_number)
+    .join(Series, Instance.series_fk == Series.id)
+    .join(Study, Series.study_fk == Study.id)
+    .join(Patient, Study.patient_fk == Patient.id)
+    .where(Instance.sop_instance_uid == bindparam("sop"),
+           Series.series_uid == bindparam("series"),
+           Study.study_uid == bindparam("study"))
+    .limit(1)
+)
+"""The row of :meth:`Archive.locate_instance`, in :class:`InstanceRef` order + coercion."""
 
 
 def _coercion(row: Any) -> tuple[tuple[str, str], ...]:

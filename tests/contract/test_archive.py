@@ -157,3 +157,40 @@ def test_store_is_audited(services: Services) -> None:
     assert (event.outcome, event.calling_ae, event.address, event.channel) == (
         "stored", "MODALITY", "127.0.0.1:4000", "dimse")
     assert event.study_uid == dcmread(real_file("CT_small.dcm")).StudyInstanceUID
+
+
+def test_locate_instance_answers_as_locate_does(any_services: Services, tmp_path: Path) -> None:
+    archive = any_services.archive
+    spec = StudySpec(series=2, instances=2)
+    datasets = make_study(spec)
+    for ds in datasets:
+        archive.store(write(ds, tmp_path / "in"), ORIGIN)
+    for ds in datasets:
+        uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        (expected,) = archive.locate(Query(Level.IMAGE, dict(zip(
+            ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"), uids, strict=True))),
+            ORIGIN)
+        assert archive.locate_instance(*uids, ORIGIN, action="render") == expected
+    first, other_series = datasets[0], datasets[-1]
+    assert first.SeriesInstanceUID != other_series.SeriesInstanceUID
+    # each UID must match, not only the SOP Instance UID
+    assert archive.locate_instance(first.StudyInstanceUID, other_series.SeriesInstanceUID,
+                                   first.SOPInstanceUID, ORIGIN) is None
+    assert archive.locate_instance("1.2.3.4", first.SeriesInstanceUID,
+                                   first.SOPInstanceUID, ORIGIN) is None
+    assert archive.locate_instance(first.StudyInstanceUID, first.SeriesInstanceUID,
+                                   "1.2.3.4", ORIGIN) is None
+    # a new revision is found under its new object key
+    before = archive.locate_instance(first.StudyInstanceUID, first.SeriesInstanceUID,
+                                     first.SOPInstanceUID, ORIGIN)
+    first.SeriesDescription = "corrected"
+    assert archive.store(write(first, tmp_path / "rev"), ORIGIN).outcome is StoreOutcome.REVISED
+    after = archive.locate_instance(first.StudyInstanceUID, first.SeriesInstanceUID,
+                                    first.SOPInstanceUID, ORIGIN)
+    assert before is not None and after is not None
+    assert after.object_key != before.object_key
+    any_services.audit.flush()
+    events = any_services.audit.events(action="render")
+    assert len(events) == len(datasets)
+    assert all(e.patient_id == spec.patient_id and e.study_uid == spec.study_uid
+               for e in events)

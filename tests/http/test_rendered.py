@@ -160,6 +160,11 @@ def test_bad_requests_are_problems(client: TestClient, services: Services) -> No
     assert_problem(client.get(f"{R}/{uids[0]}/series/1.2.3.999/thumbnail"), 404)
     assert_problem(client.get(f"{R}/{uids[0]}/series/{uids[1]}/instances/1.2.3.9/rendered"),
                    404)
+    # an instance is found only under its own study and series
+    assert_problem(client.get(f"{R}/{uids[0]}/series/{sr[1]}/instances/{uids[2]}/rendered"),
+                   404)
+    assert_problem(client.get(f"{R}/{sr[0]}/series/{uids[1]}/instances/{uids[2]}/thumbnail"),
+                   404)
     for params in ({"window": "40"}, {"window": "40,0,linear"}, {"window": "a,b"},
                    {"viewport": "0,10"}, {"viewport": "1,2,3"}, {"quality": "101"},
                    {"quality": "high"}, {"viewport": "10,10,900,900,10,10"}):

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from storage.archive import Archive, InstanceRef
 from storage.cache import DiskCache, cache_key
 from storage.errors import NotFound
-from storage.index.query import Query
+from storage.index.query import Level, Query
 from storage.origin import Origin
 from viewer_api.rendering.params import MediaType, RenderParams
 from viewer_api.rendering.pipeline import render
 
 PIPELINE_VERSION = "render/2"
 """Part of every cache key: bump it when the pipeline's output changes."""
+
+_INSTANCE_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,15 @@ class Renderer:
         NotRenderable
             The object has no renderable pixel data (400).
         """
-        refs = self.archive.locate(query, origin, action="render")
-        if not refs:
+        uids = [query.filters.get(k, "") for k in _INSTANCE_KEYS]
+        if query.level == Level.IMAGE and all(uids) and len(query.filters) == 3:
+            ref = self.archive.locate_instance(*uids, origin, action="render")
+        else:
+            refs = self.archive.locate(query, origin, action="render")
+            ref = refs[0] if refs else None
+        if ref is None:
             raise NotFound("no instance with these UIDs")
-        return self.render(refs[0], params)
+        return self.render(ref, params)
 
     def representative(self, query: Query, params: RenderParams, origin: Origin) -> Rendered:
         """Render the instance that stands for a study or series
