@@ -24,6 +24,7 @@ from typing import Any, Literal
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
+from starlette.concurrency import run_in_threadpool
 
 try:
     from fastapi.routing import iter_route_contexts as _iter_route_contexts
@@ -105,8 +106,8 @@ class _Requirement:
     def __init__(self, permission: Permission) -> None:
         self.permission = permission
 
-    def __call__(self, request: Request) -> Principal:
-        principal = authenticate(request)
+    async def __call__(self, request: Request) -> Principal:
+        principal = await authenticated(request)
         if self.permission not in principal.permissions:
             raise NotAuthorised(f"role {principal.role or 'none'} may not do this "
                                 f"({self.permission.value})")
@@ -248,7 +249,20 @@ def authenticate(request: Request) -> Principal:
     return principal
 
 
-def enforce_policy(request: Request) -> None:
+async def authenticated(request: Request) -> Principal:
+    """:func:`authenticate` for an ``async`` dependency: on the event loop when nothing
+    can block (the request's principal is known, or authentication is off), else in the
+    threadpool (a token is looked up in the index, a password hash is checked)."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is not None:
+        return principal
+    if not request.app.state.services.accounts.settings.enabled:
+        request.state.principal = ANONYMOUS
+        return ANONYMOUS
+    return await run_in_threadpool(authenticate, request)
+
+
+async def enforce_policy(request: Request) -> None:
     """The app-wide dependency: authenticate, and refuse routes without a declared policy.
 
     With authentication off every route is open (the OpenAPI walk in the tests still
@@ -257,10 +271,11 @@ def enforce_policy(request: Request) -> None:
     policy = policy_of(request)
     if policy == "public":
         return
-    principal = authenticate(request)
+    principal = await authenticated(request)
     if not policy and principal is not ANONYMOUS:
         raise NotAuthorised("this route declares no access policy, so nobody may call it")
 
 
 __all__ = ["ANONYMOUS", "PERMISSIONS", "PUBLIC", "Permission", "Principal", "authenticate",
+           "authenticated",
            "enforce_policy", "policy_of", "require", "route_policies"]
