@@ -264,3 +264,34 @@ def test_histogram_window_is_numpys_percentile_window(size: int) -> None:
     assert got.function == want.function
     assert got.center == pytest.approx(want.center, abs=1e-9)
     assert got.width == pytest.approx(want.width, abs=1e-9)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_bits_above_bits_stored_are_ignored(signed: bool) -> None:
+    # PS3.5 8.1.1: the high bits of a 12-bit value in 16 bits are not part of it (old
+    # modalities put overlays there); the decoder clears them, the native path's LUT must
+    # read each pattern the same way.
+    clean = _grey(16, 12, signed, slope=1.0, intercept=-1024.0)
+    dirty = _grey(16, 12, signed, slope=1.0, intercept=-1024.0)
+    noise = np.random.default_rng(7).integers(0, 16, (64, 80)).astype(np.uint16) << 12
+    patterns = np.frombuffer(clean.PixelData, np.uint16) & 0x0FFF
+    dirty.PixelData = (patterns.reshape(64, 80) | noise).tobytes()
+    assert pipeline.native_grey_frame(dirty, 1) is not None  # the no-copy path is taken
+    out = decode_png(render(dirty, RenderParams(media=PNG)))
+    assert_close(out, decode_png(render(clean, RenderParams(media=PNG))), tolerance=0)
+    # ... and it is what pydicom's decoder makes of the same bytes
+    assert_close(out, pipeline._display_values(dirty.pixel_array, dirty, None), tolerance=0)
+
+
+def test_native_path_renders_each_frame_of_a_multi_frame_object() -> None:
+    ds = _grey(16, 12, False, window=(2048.0, 4096.0, "LINEAR"))
+    first = np.frombuffer(ds.PixelData, np.uint16).reshape(64, 80)
+    ds.NumberOfFrames = 2
+    ds.PixelData = first.tobytes() + first[::-1].tobytes()
+    assert pipeline.native_grey_frame(ds, 2) is not None
+    one = decode_png(render(ds, RenderParams(media=PNG, frame=1)))
+    two = decode_png(render(ds, RenderParams(media=PNG, frame=2)))
+    assert_close(two, one[::-1], tolerance=0)
+    assert pipeline.native_grey_frame(ds, 3) is None
+    with pytest.raises(NotFound):
+        render(ds, RenderParams(media=PNG, frame=3))

@@ -177,12 +177,25 @@ def _display_values(stored: np.ndarray, ds: Dataset, win: Window | None) -> np.n
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _lut_domain(dtype: np.dtype) -> tuple[np.ndarray, np.dtype]:
-    """Every value of the (at most 16-bit) integer ``dtype``, ordered by its bit pattern
-    read as unsigned, and that unsigned type: ``lut[arr.view(unsigned)]`` then looks up
-    each pixel, signed or not, without an offset pass over the image."""
+def _lut_domain(dtype: np.dtype, bits_stored: int) -> tuple[np.ndarray, np.dtype]:
+    """The stored value of every bit pattern of the (at most 16-bit) integer ``dtype``,
+    in pattern order, and the unsigned type of the patterns: ``lut[arr.view(unsigned)]``
+    then looks each pixel up, signed or not, without an offset pass over the image.
+
+    Bits above Bits Stored are not part of the value (PS3.5 8.1.1): a pattern's value is
+    its low ``bits_stored`` bits, sign-extended when ``dtype`` is signed. Folding that into
+    the table lets the pixels be looked up straight from the file's bytes.
+    """
+    bits = 8 * dtype.itemsize
     unsigned = np.dtype(f"u{dtype.itemsize}")
-    return np.arange(2 ** (8 * dtype.itemsize), dtype=unsigned).view(dtype), unsigned
+    patterns = np.arange(2**bits, dtype=np.int64)
+    if 0 < bits_stored < bits:
+        values = patterns & ((1 << bits_stored) - 1)
+        if dtype.kind == "i":
+            values[values >= 1 << (bits_stored - 1)] -= 1 << bits_stored
+    else:
+        values = patterns.astype(unsigned).view(dtype)
+    return values.astype(dtype), unsigned
 
 
 def grayscale(arr: np.ndarray, ds: Dataset, win: Window | None) -> np.ndarray:
@@ -193,13 +206,15 @@ def grayscale(arr: np.ndarray, ds: Dataset, win: Window | None) -> np.ndarray:
     (at most 65,536) and each pixel is then a single ``np.take``. The output is the
     same as evaluating it on every pixel (what wider or float pixels still do), at a
     fraction of the cost on a large radiograph: the float64 LUT arithmetic runs on the
-    value range, not on millions of pixels.
+    value range, not on millions of pixels. The table reads each pixel as a bit pattern
+    (:func:`_lut_domain`), so ``arr`` may also be :func:`native_grey_frame`'s view.
     """
     if arr.dtype.kind not in "iu" or arr.dtype.itemsize > 2:
         return _display_values(arr, ds, win)
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    domain, unsigned = _lut_domain(arr.dtype)
+    bits_stored = int(ds.get("BitsStored") or 8 * arr.dtype.itemsize)
+    domain, unsigned = _lut_domain(arr.dtype, bits_stored)
     index = arr.view(unsigned)
     if win is None and not ds.get("VOILUTSequence") and _dataset_window(ds) is None:
         counts = np.bincount(index.ravel(), minlength=domain.size)
@@ -227,8 +242,40 @@ def colour(arr: np.ndarray, photometric: str, ds: Dataset) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
+def native_grey_frame(ds: Dataset, frame: int) -> np.ndarray | None:
+    """Frame ``frame`` of uncompressed little-endian grey pixel data as a view of the
+    dataset's own bytes (no copy), or ``None`` when the decoder must do it.
+
+    The view holds the bit patterns as stored, unused high bits included: only
+    :func:`grayscale` may read it, which takes the value of each pattern from Bits
+    Stored and Pixel Representation (PS3.5 8.1.1, PS3.3 C.7.6.3.1) in its lookup table.
+    This skips the decoder's copy and its clearing pass over every pixel, a fifth of an
+    uncached 2500 x 3000 preview.
+    """
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if (syntax is None or syntax.is_encapsulated or not syntax.is_little_endian
+            or ds.get("PhotometricInterpretation") not in ("MONOCHROME1", "MONOCHROME2")
+            or ds.get("SamplesPerPixel", 1) != 1
+            or ds.get("BitsAllocated") not in (8, 16)
+            or ds.get("PixelRepresentation") not in (0, 1)
+            or not 1 <= int(ds.get("BitsStored") or 0) <= int(ds.BitsAllocated)):
+        return None
+    data = ds.get("PixelData")
+    rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    size = rows * cols * (int(ds.BitsAllocated) // 8)
+    if not isinstance(data, bytes) or size == 0 or frame > frame_count(ds) \
+            or len(data) < frame * size:
+        return None
+    kind = "i" if ds.PixelRepresentation == 1 else "u"
+    dtype = np.dtype(f"<{kind}{int(ds.BitsAllocated) // 8}")
+    return np.frombuffer(data, dtype, rows * cols, (frame - 1) * size).reshape(rows, cols)
+
+
 def display_frame(ds: Dataset, params: RenderParams) -> np.ndarray:
     """The requested frame as 8-bit display values: ``(rows, cols)`` or ``(rows, cols, 3)``."""
+    stored = native_grey_frame(ds, params.frame)
+    if stored is not None:
+        return grayscale(stored, ds, params.window)
     arr, photometric = decode_frame(ds, params.frame)
     if photometric in ("MONOCHROME1", "MONOCHROME2") and arr.ndim == 2:
         return grayscale(arr, ds, params.window)
