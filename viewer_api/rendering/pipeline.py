@@ -177,50 +177,46 @@ def _display_values(stored: np.ndarray, ds: Dataset, win: Window | None) -> np.n
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _lut_domain(dtype: np.dtype, bits_stored: int) -> tuple[np.ndarray, np.dtype]:
-    """The stored value of every bit pattern of the (at most 16-bit) integer ``dtype``,
-    in pattern order, and the unsigned type of the patterns: ``lut[arr.view(unsigned)]``
-    then looks each pixel up, signed or not, without an offset pass over the image.
-
-    Bits above Bits Stored are not part of the value (PS3.5 8.1.1): a pattern's value is
-    its low ``bits_stored`` bits, sign-extended when ``dtype`` is signed. Folding that into
-    the table lets the pixels be looked up straight from the file's bytes.
-    """
-    bits = 8 * dtype.itemsize
-    unsigned = np.dtype(f"u{dtype.itemsize}")
-    patterns = np.arange(2**bits, dtype=np.int64)
-    if 0 < bits_stored < bits:
-        values = patterns & ((1 << bits_stored) - 1)
-        if dtype.kind == "i":
-            values[values >= 1 << (bits_stored - 1)] -= 1 << bits_stored
-    else:
-        values = patterns.astype(unsigned).view(dtype)
-    return values.astype(dtype), unsigned
+def _stored_values(dtype: np.dtype, bits: int) -> np.ndarray:
+    """Every value ``bits`` stored bits can hold, in the order of those bits read as an
+    unsigned number (two's complement when ``dtype`` is signed, PS3.5 8.1.1)."""
+    values = np.arange(2**bits, dtype=np.int64)
+    if dtype.kind == "i":
+        values[values >= 1 << (bits - 1)] -= 1 << bits
+    return values.astype(dtype)
 
 
 def grayscale(arr: np.ndarray, ds: Dataset, win: Window | None) -> np.ndarray:
     """Stored values → 8-bit display values (PS3.4 N.2.1: Modality LUT, VOI LUT, polarity).
 
     Integer pixels of up to 16 bits (nearly every grey image) go through one lookup
-    table: :func:`_display_values` is evaluated once for each possible stored value
-    (at most 65,536) and each pixel is then a single ``np.take``. The output is the
-    same as evaluating it on every pixel (what wider or float pixels still do), at a
-    fraction of the cost on a large radiograph: the float64 LUT arithmetic runs on the
-    value range, not on millions of pixels. The table reads each pixel as a bit pattern
-    (:func:`_lut_domain`), so ``arr`` may also be :func:`native_grey_frame`'s view.
+    table: :func:`_display_values` is evaluated once for each value Bits Stored can
+    hold (4,096 for 12 bits) and each pixel is then a single ``np.take``. The output is
+    the same as evaluating it on every pixel (what wider or float pixels still do), at
+    a fraction of the cost on a large radiograph: the float64 LUT arithmetic runs on the
+    value range, not on millions of pixels.
+
+    The table is indexed by each pixel's whole bit pattern and repeats for every value
+    of the bits above Bits Stored, which are not part of the value (PS3.5 8.1.1): so
+    ``arr`` may also be :func:`native_grey_frame`'s view of the file's bytes, whose high
+    bits the decoder has not cleared.
     """
     if arr.dtype.kind not in "iu" or arr.dtype.itemsize > 2:
         return _display_values(arr, ds, win)
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    bits_stored = int(ds.get("BitsStored") or 8 * arr.dtype.itemsize)
-    domain, unsigned = _lut_domain(arr.dtype, bits_stored)
-    index = arr.view(unsigned)
+    width = 8 * arr.dtype.itemsize
+    bits = min(max(int(ds.get("BitsStored") or width), 1), width)
+    values = _stored_values(arr.dtype, bits)
+    index = arr.view(f"u{arr.dtype.itemsize}")
     if win is None and not ds.get("VOILUTSequence") and _dataset_window(ds) is None:
-        counts = np.bincount(index.ravel(), minlength=domain.size)
-        win = _histogram_window(counts, np.asarray(apply_modality_lut(domain, ds),
+        counts = np.bincount(index.ravel(), minlength=2**width)
+        counts = counts.reshape(-1, values.size).sum(axis=0)  # by the low `bits` bits
+        win = _histogram_window(counts, np.asarray(apply_modality_lut(values, ds),
                                                    dtype=np.float64))
-    lut = _display_values(domain, ds, win)
+    lut = _display_values(values, ds, win)
+    if bits < width:
+        lut = np.tile(lut, 2 ** (width - bits))  # pattern p -> lut[p & (2**bits - 1)]
     return np.take(lut, index)
 
 
