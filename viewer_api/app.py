@@ -49,6 +49,10 @@ def create_app(services: Services, *, render_cache: CacheSettings | None = None)
                        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
                        allow_headers=["*"],
                        expose_headers=["Warning", "Content-Location", "WWW-Authenticate"])
+    # DICOMweb first: a request is matched against the routes in order, and a viewer
+    # opening one study sends hundreds of DICOMweb requests (frames, thumbnails,
+    # metadata) for each call to the RIS routes. No path overlaps: /dicomweb/...
+    app.include_router(dicomweb.router)
     app.include_router(health.router, dependencies=[PUBLIC])
     app.include_router(auth.router)
     app.include_router(users.router)
@@ -57,7 +61,6 @@ def create_app(services: Services, *, render_cache: CacheSettings | None = None)
     for resource in (patients, orders, worklist, studies):
         app.include_router(resource.router)
     app.include_router(reports.router)
-    app.include_router(dicomweb.router)
     app.include_router(wado_uri.router, dependencies=[require(Permission.IMAGES_READ)])
     app.include_router(savings.router, dependencies=[require(Permission.SAVINGS_READ)])
     app.include_router(printed.router)
