@@ -67,6 +67,12 @@ class Database:
         with _translated("read"), self._read() as session:
             yield session
 
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A Core connection for reading, for the hot query path (no ORM session)."""
+        with _translated("read"), self.read_engine.connect() as conn:
+            yield conn
+
     def check(self) -> str:
         """Raise :class:`IndexUnavailable` unless the database answers; return its version."""
         try:
