@@ -7,9 +7,10 @@ and half the CPU of a C-FIND with many matches.
 - A successful C-STORE-RSP (PS3.7 9.3.1.2) and a pending or final Success C-FIND-RSP
   (PS3.7 9.3.2.2) are a few fixed elements, encoded here directly in Implicit VR Little
   Endian as PS3.7 6.3.1 requires for command sets.
-- A C-FIND identifier the handler has already encoded (:class:`Encoded`, written by
-  :meth:`storage.index.match.Match.encode`) is sent as it is instead of being re-encoded
-  by pydicom, which cost more CPU than the rest of the answer.
+- The C-FIND handler hands each match's identifier, already encoded by
+  :meth:`storage.index.match.Match.encode`, to :class:`PendingResponses`, which sends
+  it with the pending command set; pydicom never re-encodes it and pynetdicom's
+  per-response loop (status checks, primitive, encoder hook) is not run per match.
 - Pending C-FIND responses are written to the socket several at a time
   (:class:`_Outbox`), each still in P-DATA-TF PDUs of its own.
 
@@ -24,8 +25,7 @@ import struct
 import time
 from typing import Any
 
-from pydicom.dataset import Dataset
-from pynetdicom import fsm, service_class
+from pynetdicom import fsm
 from pynetdicom.dimse_messages import DIMSEMessage
 from pynetdicom.dimse_primitives import C_FIND, C_STORE
 from pynetdicom.pdu import P_DATA_TF
@@ -37,39 +37,6 @@ _PENDING = (0xFF00, 0xFF01)
 _BATCH_BYTES = 1 << 16
 # Longest a pending response waits for others to share its socket write.
 _MAX_WAIT = 0.005
-
-
-class Encoded:
-    """An identifier already encoded for the presentation context's transfer syntax.
-
-    pynetdicom only hands what a C-FIND handler yields to its ``encode`` (wrapped below),
-    so this need not be a Dataset, whose construction alone cost 6 % of a large answer.
-    """
-
-    __slots__ = ("wire",)
-
-    def __init__(self, wire: bytes) -> None:
-        self.wire = wire
-
-
-def pass_encoded_identifiers() -> None:
-    """Make pynetdicom's service classes send :class:`Encoded` identifiers as they are.
-
-    pynetdicom encodes every identifier a handler yields with ``dsutils.encode``; the
-    service-class module's reference to it is wrapped once per process.
-    """
-    if getattr(service_class.encode, "_pacs_passthrough", False):
-        return
-    original = service_class.encode
-
-    def encode_identifier(ds: Dataset | Encoded, implicit_vr: bool, little_endian: bool,
-                          deflated: bool = False) -> bytes | None:
-        if isinstance(ds, Encoded) and not deflated:
-            return ds.wire
-        return original(ds, implicit_vr, little_endian, deflated)
-
-    encode_identifier._pacs_passthrough = True  # type: ignore[attr-defined]
-    service_class.encode = encode_identifier
 
 
 def _element(group_element: int, value: bytes) -> bytes:
@@ -222,6 +189,29 @@ class _Outbox:
             self._dul.send_pdu(EncodedPDUs(wire))
 
 
+class PendingResponses:
+    """The pending responses (status FF00) of one C-FIND request (PS3.7 9.1.2.1.6).
+
+    The handler sends each match here rather than yielding it to pynetdicom, whose
+    per-response loop cost about as much CPU as finding and encoding the match; only
+    the final status (Success, Cancel or a failure) still goes through pynetdicom, and
+    it leaves after every pending response handed in before it.
+    """
+
+    def __init__(self, event: Any) -> None:
+        install(event.assoc)
+        self._dimse = event.assoc.dimse
+        self._outbox: _Outbox = self._dimse._pacs_outbox
+        self._context_id = int(event.context.context_id)
+        self._command = find_response(event.request.AffectedSOPClassUID,
+                                      event.request.MessageID, 0xFF00)
+
+    def send(self, identifier: bytes) -> None:
+        """Send one match, ``identifier`` encoded in the context's transfer syntax."""
+        max_pdu = self._dimse.maximum_pdu_size
+        self._outbox.add(_pdus(self._context_id, self._command, identifier, max_pdu), max_pdu)
+
+
 def install(assoc: Any) -> None:
     """Route this association's hot-path responses through the encoders above."""
     dimse = assoc.dimse
@@ -229,6 +219,7 @@ def install(assoc: Any) -> None:
         return
     original = dimse.send_msg
     outbox = _Outbox(dimse.dul)
+    dimse._pacs_outbox = outbox
 
     def send_msg(primitive: Any, context_id: int) -> None:
         max_pdu = dimse.maximum_pdu_size
