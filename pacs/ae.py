@@ -74,7 +74,7 @@ def configure_library() -> None:
     # pynetdicom's standard handlers format every PDU and DIMSE message for debug logs,
     # even when nothing logs at that level: a measurable share of the CPU of a C-STORE.
     _config.LOG_HANDLER_LEVEL = "none"
-    responses.pass_encoded_identifiers()
+    responses.send_encoded_pdus()
     if not getattr(transport.AssociationSocket, "_pacs_nodelay", False):
         create = transport.AssociationSocket._create_socket
 

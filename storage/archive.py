@@ -237,11 +237,15 @@ class Archive:
                           study_uid=query.filters.get("StudyInstanceUID", "")[:64],
                           detail={"level": query.level.value,
                                   "keys": {k: v for k, v in query.filters.items() if v}})
+        if not with_header:
+            # A Core connection: the rows are plain columns, the ORM session would only
+            # add per-query work.
+            with self.db.read_connection() as conn:
+                for row in conn.execute(stmt):
+                    yield results.from_columns(query.level, keys, row)
+            return
         with self.db.read() as s:
             for row in s.execute(stmt):
-                if not with_header:
-                    yield results.from_columns(query.level, keys, row)
-                    continue
                 header = self._header_for(s, query.level, row)
                 yield results.build(query.level, tuple(row), keys, header)
 

@@ -21,25 +21,33 @@ RETRIEVE_AE_TITLE = 0x00080054
 
 
 def handle_find(event: Event, archive: Archive,
-                ae_title: str) -> Iterator[tuple[int, Dataset | responses.Encoded | None]]:
-    responses.install(event.assoc)
+                ae_title: str) -> Iterator[tuple[int, Dataset | None]]:
+    """Send one pending response per match, then let pynetdicom send the final status.
+
+    Matches go straight to :class:`responses.PendingResponses` (already encoded for the
+    context's transfer syntax); only a Deflated context, rare for queries, takes
+    pynetdicom's path with a Dataset per match.
+    """
     try:
         query = to_query(event.identifier, event.request.AffectedSOPClassUID)
         wants_aet = "RetrieveAETitle" in query.return_keys
         syntax = UID(event.context.transfer_syntax)
+        implicit_vr, little_endian = syntax.is_implicit_VR, syntax.is_little_endian
+        pending = None if syntax.is_deflated else responses.PendingResponses(event)
         matches = 0
         for match in archive.find(query, origin_of(event.assoc)):
             if event.is_cancelled:
                 yield 0xFE00, None
                 return
+            if not event.assoc.is_established:
+                return  # aborted: nobody to answer
             if wants_aet:
                 match.set(RETRIEVE_AE_TITLE, "AE", ae_title)
             matches += 1
-            if syntax.is_deflated:
+            if pending is None:
                 yield 0xFF00, match.to_dataset()
             else:
-                yield 0xFF00, responses.Encoded(match.encode(syntax.is_implicit_VR,
-                                                             syntax.is_little_endian))
+                pending.send(match.encode(implicit_vr, little_endian))
         if matches >= archive.find_limit:
             # C-FIND has no status for "more matches than sent" (PS3.4 C.4.1.1.4).
             log.warning("C-FIND answer cut at %d matches (PACS_FIND_LIMIT)", matches)

@@ -7,60 +7,36 @@ and half the CPU of a C-FIND with many matches.
 - A successful C-STORE-RSP (PS3.7 9.3.1.2) and a pending or final Success C-FIND-RSP
   (PS3.7 9.3.2.2) are a few fixed elements, encoded here directly in Implicit VR Little
   Endian as PS3.7 6.3.1 requires for command sets.
-- A C-FIND identifier the handler has already encoded (:class:`Encoded`, written by
-  :meth:`storage.index.match.Match.encode`) is sent as it is instead of being re-encoded
-  by pydicom, which cost more CPU than the rest of the answer.
+- The C-FIND handler hands each match's identifier, already encoded by
+  :meth:`storage.index.match.Match.encode`, to :class:`PendingResponses`, which sends
+  it with the pending command set; pydicom never re-encodes it and pynetdicom's
+  per-response loop (status checks, primitive, encoder hook) is not run per match.
+- Pending C-FIND responses are written to the socket several at a time
+  (:class:`_Outbox`), each still in P-DATA-TF PDUs of its own.
 
-The P-DATA fragments are made as pynetdicom makes them (PS3.8 E.2), except that a pending
-C-FIND's command and identifier travel in one P-DATA-TF when they fit; every other
+The P-DATA fragments are made as pynetdicom makes them (PS3.8 E.2), except that a
+message's command and identifier travel in one P-DATA-TF when they fit; every other
 response goes through pynetdicom unchanged.
 """
 
 from __future__ import annotations
 
 import struct
+import time
 from typing import Any
 
-from pydicom.dataset import Dataset
-from pynetdicom import service_class
+from pynetdicom import fsm
 from pynetdicom.dimse_messages import DIMSEMessage
 from pynetdicom.dimse_primitives import C_FIND, C_STORE
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
 _PENDING = (0xFF00, 0xFF01)
-
-
-class Encoded:
-    """An identifier already encoded for the presentation context's transfer syntax.
-
-    pynetdicom only hands what a C-FIND handler yields to its ``encode`` (wrapped below),
-    so this need not be a Dataset, whose construction alone cost 6 % of a large answer.
-    """
-
-    __slots__ = ("wire",)
-
-    def __init__(self, wire: bytes) -> None:
-        self.wire = wire
-
-
-def pass_encoded_identifiers() -> None:
-    """Make pynetdicom's service classes send :class:`Encoded` identifiers as they are.
-
-    pynetdicom encodes every identifier a handler yields with ``dsutils.encode``; the
-    service-class module's reference to it is wrapped once per process.
-    """
-    if getattr(service_class.encode, "_pacs_passthrough", False):
-        return
-    original = service_class.encode
-
-    def encode_identifier(ds: Dataset | Encoded, implicit_vr: bool, little_endian: bool,
-                          deflated: bool = False) -> bytes | None:
-        if isinstance(ds, Encoded) and not deflated:
-            return ds.wire
-        return original(ds, implicit_vr, little_endian, deflated)
-
-    encode_identifier._pacs_passthrough = True  # type: ignore[attr-defined]
-    service_class.encode = encode_identifier
+# Bytes of pending responses written to the socket at once when the peer sets no
+# maximum PDU length, or a small one.
+_BATCH_BYTES = 1 << 16
+# Longest a pending response waits for others to share its socket write.
+_MAX_WAIT = 0.005
 
 
 def _element(group_element: int, value: bytes) -> bytes:
@@ -100,16 +76,140 @@ def find_response(sop_class_uid: str, message_id: int, status: int) -> bytes:
                     0x0001 if status in _PENDING else 0x0101, status)
 
 
-def _pdata(context_id: int, data: bytes, max_pdu: int, middle: bytes,
-           last: bytes) -> list[P_DATA]:
-    fragments = list(DIMSEMessage._generate_pdv_fragments(data, max_pdu))
-    out = []
-    for n, fragment in enumerate(fragments):
-        pdata = P_DATA()
-        header = last if n == len(fragments) - 1 else middle
-        pdata.presentation_data_value_list.append((context_id, header + fragment))
-        out.append(pdata)
-    return out
+def _pdus(context_id: int, command: bytes, identifier: bytes | None, max_pdu: int) -> bytes:
+    """One DIMSE message as encoded P-DATA-TF PDUs (PS3.8 9.3.5, E.2).
+
+    Command and identifier share a PDU when both fit in the peer's maximum length (two
+    PDV items); otherwise each is fragmented as pynetdicom fragments it.
+    """
+    if identifier is not None and (max_pdu == 0 or len(command) + len(identifier) + 12
+                                   <= max_pdu):
+        return _pdu(((context_id, 0x03, command), (context_id, 0x02, identifier)))
+    out = [_pdu(((context_id, header, fragment),)) for header, fragment in
+           _fragments(command, max_pdu, 0x01, 0x03)]
+    if identifier is not None:
+        out += [_pdu(((context_id, header, fragment),)) for header, fragment in
+                _fragments(identifier, max_pdu, 0x00, 0x02)]
+    return b"".join(out)
+
+
+def _fragments(data: bytes, max_pdu: int, middle: int, last: int) -> list[tuple[int, bytes]]:
+    pieces = list(DIMSEMessage._generate_pdv_fragments(data, max_pdu))
+    return [(last if n == len(pieces) - 1 else middle, piece) for n, piece in enumerate(pieces)]
+
+
+def _pdu(items: tuple[tuple[int, int, bytes], ...]) -> bytes:
+    """A P-DATA-TF PDU: type 04H, its length, then PDV items of length, presentation
+    context ID, message control header and fragment (PS3.8 Tables 9-22, 9-23)."""
+    body = b"".join(struct.pack(">IBB", len(data) + 2, context_id, header) + data
+                    for context_id, header, data in items)
+    return struct.pack(">BBI", 0x04, 0x00, len(body)) + body
+
+
+class EncodedPDUs(P_DATA):
+    """P-DATA-TF PDUs already encoded, written to the socket in one go by the DUL.
+
+    Each PDU holds PDVs of one message only, as it would have if sent alone: many
+    implementations do not expect two messages in one PDU (dcmtk 3.6.7 ``findscu``
+    crashes on a pending response whose PDU also starts the next one), so batching is
+    done at the socket write, not in the PDU.
+    """
+
+    def __init__(self, wire: bytes) -> None:
+        super().__init__()
+        self.wire = wire
+
+
+def _send_p_data(dul: Any) -> str:
+    """pynetdicom's DT-1 action (send a P-DATA-TF, PS3.8 Table 9-10), writing
+    :class:`EncodedPDUs` as they are."""
+    primitive = dul.to_provider_queue.get(False)
+    if isinstance(primitive, EncodedPDUs):
+        if dul.socket is not None:  # as DULServiceProvider._send: nothing once closed
+            dul.socket.send(primitive.wire)
+    else:
+        dul._send(P_DATA_TF(primitive))
+    return "Sta6"
+
+
+def send_encoded_pdus() -> None:
+    """Make the DUL state machine write :class:`EncodedPDUs` without re-encoding them.
+
+    The ``DT-1`` entry of pynetdicom's action table is replaced once per process; every
+    other primitive is sent exactly as pynetdicom sends it.
+    """
+    description, action, state = fsm.ACTIONS["DT-1"]
+    if action is not _send_p_data:
+        fsm.ACTIONS["DT-1"] = (description, _send_p_data, state)
+
+
+class _Outbox:
+    """Pending C-FIND responses of one association waiting to share a socket write.
+
+    Each pending response went through pynetdicom's DUL thread on its own: a queue hop,
+    a state-machine action, a generic PDU encoder and a ``send`` call, more CPU than
+    finding and encoding the match, and all of it contending for the GIL with the
+    thread that produces the matches. Here the responses' PDUs are encoded at once and
+    handed to the DUL in batches of up to the peer's maximum PDU length (at least
+    :data:`_BATCH_BYTES`), which writes each batch with one ``send``. Anything else sent
+    on the association first flushes what is waiting, so the order of messages never
+    changes (PS3.8 9.3.5); a final response goes out with the last batch.
+    """
+
+    def __init__(self, dul: Any) -> None:
+        self._dul = dul
+        self._wire: list[bytes] = []
+        self._size = 0
+        self._since = 0.0
+        self._command_key: tuple[str, int, int] | None = None
+        self._command = b""
+
+    def pending_command(self, sop_class_uid: str, message_id: int, status: int) -> bytes:
+        """The pending response command set, the same for every match: encoded once."""
+        key = (sop_class_uid, message_id, status)
+        if key != self._command_key:
+            self._command_key = key
+            self._command = find_response(sop_class_uid, message_id, status)
+        return self._command
+
+    def add(self, wire: bytes, max_pdu: int) -> None:
+        """Queue one message's PDUs; send the batch when it is full or has waited
+        :data:`_MAX_WAIT` (a slow producer still shows its first matches promptly)."""
+        if not self._wire:
+            self._since = time.monotonic()
+        self._wire.append(wire)
+        self._size += len(wire)
+        if self._size >= max(max_pdu, _BATCH_BYTES) or \
+                time.monotonic() - self._since >= _MAX_WAIT:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._wire:
+            wire, self._wire, self._size = b"".join(self._wire), [], 0
+            self._dul.send_pdu(EncodedPDUs(wire))
+
+
+class PendingResponses:
+    """The pending responses (status FF00) of one C-FIND request (PS3.7 9.1.2.1.6).
+
+    The handler sends each match here rather than yielding it to pynetdicom, whose
+    per-response loop cost about as much CPU as finding and encoding the match; only
+    the final status (Success, Cancel or a failure) still goes through pynetdicom, and
+    it leaves after every pending response handed in before it.
+    """
+
+    def __init__(self, event: Any) -> None:
+        install(event.assoc)
+        self._dimse = event.assoc.dimse
+        self._outbox: _Outbox = self._dimse._pacs_outbox
+        self._context_id = int(event.context.context_id)
+        self._command = find_response(event.request.AffectedSOPClassUID,
+                                      event.request.MessageID, 0xFF00)
+
+    def send(self, identifier: bytes) -> None:
+        """Send one match, ``identifier`` encoded in the context's transfer syntax."""
+        max_pdu = self._dimse.maximum_pdu_size
+        self._outbox.add(_pdus(self._context_id, self._command, identifier, max_pdu), max_pdu)
 
 
 def install(assoc: Any) -> None:
@@ -118,40 +218,34 @@ def install(assoc: Any) -> None:
     if getattr(dimse, "_pacs_fast_find", False):
         return
     original = dimse.send_msg
+    outbox = _Outbox(dimse.dul)
+    dimse._pacs_outbox = outbox
 
     def send_msg(primitive: Any, context_id: int) -> None:
         max_pdu = dimse.maximum_pdu_size
+        if isinstance(primitive, C_FIND) and primitive.MessageIDBeingRespondedTo is not None:
+            if primitive.Status in _PENDING and primitive.Identifier is not None:
+                command = outbox.pending_command(primitive.AffectedSOPClassUID,
+                                                 primitive.MessageIDBeingRespondedTo,
+                                                 primitive.Status)
+                outbox.add(_pdus(context_id, command, primitive.Identifier.getvalue(),
+                                 max_pdu), max_pdu)
+                return
+            if primitive.Status == 0x0000 and primitive.Identifier is None:
+                outbox.add(_pdus(context_id, find_response(
+                    primitive.AffectedSOPClassUID, primitive.MessageIDBeingRespondedTo,
+                    0x0000), None, max_pdu), max_pdu)
+                outbox.flush()
+                return
+        outbox.flush()
         if (isinstance(primitive, C_STORE) and primitive.Status == 0x0000
                 and primitive.MessageIDBeingRespondedTo is not None):
             command = store_success(primitive.AffectedSOPClassUID,
                                     primitive.MessageIDBeingRespondedTo,
                                     primitive.AffectedSOPInstanceUID)
-            for pdata in _pdata(context_id, command, max_pdu, b"\x01", b"\x03"):
-                dimse.dul.send_pdu(pdata)
+            dimse.dul.send_pdu(EncodedPDUs(_pdus(context_id, command, None, max_pdu)))
             return
-        if (not isinstance(primitive, C_FIND) or primitive.MessageIDBeingRespondedTo is None
-                or not ((primitive.Status in _PENDING and primitive.Identifier is not None)
-                        or (primitive.Status == 0x0000 and primitive.Identifier is None))):
-            original(primitive, context_id)
-            return
-        command = find_response(primitive.AffectedSOPClassUID,
-                                primitive.MessageIDBeingRespondedTo, primitive.Status)
-        if primitive.Identifier is None:
-            for pdata in _pdata(context_id, command, max_pdu, b"\x01", b"\x03"):
-                dimse.dul.send_pdu(pdata)
-            return
-        identifier = primitive.Identifier.getvalue()
-        if max_pdu == 0 or len(command) + len(identifier) + 12 <= max_pdu:
-            # Command and identifier as two PDV items of one P-DATA-TF (PS3.8 9.3.5 allows
-            # several per PDU): half the trips through pynetdicom's DUL reactor.
-            pdata = P_DATA()
-            pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
-            pdata.presentation_data_value_list.append((context_id, b"\x02" + identifier))
-            dimse.dul.send_pdu(pdata)
-            return
-        for pdata in _pdata(context_id, command, max_pdu, b"\x01", b"\x03") + _pdata(
-                context_id, identifier, max_pdu, b"\x00", b"\x02"):
-            dimse.dul.send_pdu(pdata)
+        original(primitive, context_id)
 
     dimse.send_msg = send_msg
     dimse._pacs_fast_find = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pydicom.dataelem import DataElement
@@ -119,17 +120,20 @@ class Match:
         values padded to even length, UTF-8 declared by SpecificCharacterSet when needed.
         """
         encoded: dict[int, bytes] = {}
-        non_ascii = self._non_ascii()
+        non_ascii = False
         for tag, vr, value in self.elements:
             encoded[tag] = _element(tag, vr, value, implicit_vr, little_endian)
-        encoded[QUERY_RETRIEVE_LEVEL] = _element(QUERY_RETRIEVE_LEVEL, "CS", self.level.value,
-                                                 implicit_vr, little_endian)
-        if non_ascii:
-            encoded[SPECIFIC_CHARACTER_SET] = _element(SPECIFIC_CHARACTER_SET, "CS",
-                                                       "ISO_IR 192", implicit_vr, little_endian)
+            if type(value) is str and not value.isascii():
+                non_ascii = True
+        encoded[QUERY_RETRIEVE_LEVEL] = _constant(QUERY_RETRIEVE_LEVEL, "CS", self.level.value,
+                                                  implicit_vr, little_endian)
         if self.header:
+            non_ascii = non_ascii or any(not str(e).isascii() for e in self.header.values())
             encoded.update(_header_elements(self.header, implicit_vr, little_endian))
-        return b"".join(encoded[tag] for tag in sorted(encoded))
+        if non_ascii:
+            encoded[SPECIFIC_CHARACTER_SET] = _constant(SPECIFIC_CHARACTER_SET, "CS",
+                                                        "ISO_IR 192", implicit_vr, little_endian)
+        return b"".join([encoded[tag] for tag in sorted(encoded)])
 
     def to_dataset(self) -> Dataset:
         """The match as a pydicom Dataset (for callers that want one)."""
@@ -144,21 +148,36 @@ class Match:
         return ds
 
 
-def _element(tag: int, vr: str, value: Any, implicit_vr: bool, little_endian: bool) -> bytes:
+@lru_cache(maxsize=4096)
+def _head(tag: int, vr: str, implicit_vr: bool,
+          little_endian: bool) -> tuple[bytes, struct.Struct, bytes]:
+    """What every element of ``tag`` starts with (tag, and VR when explicit), the
+    struct of its length field and its padding byte (PS3.5 7.1): worked out once per
+    key rather than once per match."""
     e = "<" if little_endian else ">"
+    tag_bytes = struct.pack(e + "HH", tag >> 16, tag & 0xFFFF)
+    pad = b"\0" if vr == "UI" else b" "
+    if implicit_vr:
+        return tag_bytes, struct.Struct(e + "I"), pad
+    if vr in _LONG_TEXT_VRS:
+        return tag_bytes + vr.encode() + b"\0\0", struct.Struct(e + "I"), pad
+    return tag_bytes + vr.encode(), struct.Struct(e + "H"), pad
+
+
+def _element(tag: int, vr: str, value: Any, implicit_vr: bool, little_endian: bool) -> bytes:
+    prefix, length, pad = _head(tag, vr, implicit_vr, little_endian)
     if vr in _BINARY:
+        e = "<" if little_endian else ">"
         values = [] if value in (None, "") else value if isinstance(value, list) else [value]
         data = struct.pack(f"{e}{len(values)}{_BINARY[vr]}", *values)
     else:
-        data = _text(value).encode("utf-8")
+        data = (value if type(value) is str else _text(value)).encode("utf-8")
         if len(data) % 2:
-            data += b"\0" if vr == "UI" else b" "
-    head = struct.pack(e + "HH", tag >> 16, tag & 0xFFFF)
-    if implicit_vr:
-        return head + struct.pack(e + "I", len(data)) + data
-    if vr in _LONG_TEXT_VRS:
-        return head + vr.encode() + b"\0\0" + struct.pack(e + "I", len(data)) + data
-    return head + vr.encode() + struct.pack(e + "H", len(data)) + data
+            data += pad
+    return prefix + length.pack(len(data)) + data
+
+
+_constant = lru_cache(maxsize=64)(_element)  # the same element in every match
 
 
 def _header_elements(header: dict[int, dict[str, Any]], implicit_vr: bool,
