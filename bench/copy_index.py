@@ -6,7 +6,8 @@ studies that `pacs import` put into the SQLite index, without importing 95,000 f
 second time. The target schema is created by the project's own migrations (`pacs db
 upgrade` code path), the rows are copied table by table in foreign-key order with the
 project's table definitions (storage.index.models), and PostgreSQL sequences are moved past
-the copied ids so later inserts work. The target must be empty.
+the copied ids so later inserts work. The target must hold no studies; the rows its
+migrations seed (the audit chain's head, default settings) are replaced by the source's.
 
   copy_index.py SOURCE_URL TARGET_URL
   e.g. copy_index.py sqlite:////path/index.db postgresql+psycopg://postgres@127.0.0.1:5432/pacs_bench
@@ -31,10 +32,12 @@ def main() -> int:
     tables = [t for t in Base.metadata.sorted_tables]
     t0 = time.perf_counter()
     with src.connect() as s, dst.begin() as d:
-        for t in tables:
-            if d.scalar(select(func.count()).select_from(t)):
-                print(f"target table {t.name} is not empty", file=sys.stderr)
-                return 1
+        studies = Base.metadata.tables["studies"]
+        if d.scalar(select(func.count()).select_from(studies)):
+            print("target index already holds studies", file=sys.stderr)
+            return 1
+        for t in reversed(tables):  # seeded rows only: the source's replace them
+            d.execute(t.delete())
         for t in tables:
             n = 0
             res = s.execution_options(stream_results=True).execute(select(t).order_by(*t.primary_key.columns))
