@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.errors import IndexUnavailable
-from storage.index.dialects import configure_sqlite
+from storage.index.dialects import POSTGRES_CONNECT_ARGS, SQLITE_READ_MMAP, configure_sqlite
 
 
 @contextmanager
@@ -40,10 +40,12 @@ class Database:
             self.write_engine = create_engine(url, pool_size=16, max_overflow=48)
             configure_sqlite(self.write_engine, immediate=True, synchronous=sqlite_synchronous)
             self.read_engine = create_engine(url, pool_size=16, max_overflow=48)
-            configure_sqlite(self.read_engine, immediate=False, synchronous=sqlite_synchronous)
+            configure_sqlite(self.read_engine, immediate=False, synchronous=sqlite_synchronous,
+                             mmap_size=SQLITE_READ_MMAP)
         else:
             self.write_engine = create_engine(
-                url, pool_size=8, max_overflow=32, pool_pre_ping=True
+                url, pool_size=8, max_overflow=32, pool_pre_ping=True,
+                connect_args=POSTGRES_CONNECT_ARGS,
             )
             self.read_engine = self.write_engine
         self.dialect = self.write_engine.dialect.name
