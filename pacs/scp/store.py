@@ -23,7 +23,8 @@ def handle_store(event: Event, archive: Archive) -> int | Dataset:
     try:
         archive.store(event.dataset_path, origin_of(event.assoc),
                       sop_class_uid=request.AffectedSOPClassUID,
-                      sop_instance_uid=request.AffectedSOPInstanceUID)
+                      sop_instance_uid=request.AffectedSOPInstanceUID,
+                      consume=True)  # pynetdicom removes the file after, if it is still there
     except PacsError as exc:
         status = failure(exc, Service.STORE)
         log.warning("C-STORE %s refused: %s 0x%04X", request.AffectedSOPInstanceUID,
