@@ -115,7 +115,7 @@ class Archive:
     # -- store ------------------------------------------------------------------------------
     def store(self, path: str | Path, origin: Origin, *, sop_class_uid: str | None = None,
               sop_instance_uid: str | None = None, study_uid: str | None = None,
-              consume: bool = False) -> StoreResult:
+              consume: bool = False, sha256: str | None = None) -> StoreResult:
         """Archive the Part 10 file at ``path`` (the caller keeps and removes the file).
 
         ``sop_class_uid`` / ``sop_instance_uid`` are the values the request announced
@@ -124,7 +124,8 @@ class Archive:
 
         With ``consume`` the caller gives the file away: if it lies in the object store's
         staging directory (:meth:`~storage.objects.filesystem.FilesystemStore.staging_dir`)
-        it is renamed into place instead of copied, and may be gone when this returns.
+        it is renamed into place instead of copied, and may be gone when this returns;
+        ``sha256`` is then the file's digest if its writer computed it (not read again).
 
         Raises
         ------
@@ -135,13 +136,13 @@ class Archive:
         """
         with metrics.timed("store"):
             result, size = self._store(path, origin, sop_class_uid, sop_instance_uid,
-                                       study_uid, consume)
+                                       study_uid, consume, sha256)
         metrics.stored(result.outcome.value, size)
         return result
 
     def _store(self, path: str | Path, origin: Origin, sop_class_uid: str | None,
                sop_instance_uid: str | None, study_uid: str | None,
-               consume: bool) -> tuple[StoreResult, int]:
+               consume: bool, sha256: str | None) -> tuple[StoreResult, int]:
         key = new_object_key()
         # The header is read through a handle opened first, so the object store may rename
         # the file meanwhile (a staged file is adopted, not copied). The handle is opened
@@ -153,17 +154,18 @@ class Archive:
             raise UnreadableDataset(f"received file cannot be read: {exc.strerror}") from exc
         with open(fd, "rb") as source:
             return self._store_open(source, path, key, origin, sop_class_uid,
-                                    sop_instance_uid, study_uid, consume)
+                                    sop_instance_uid, study_uid, consume, sha256)
 
     def _store_open(self, source: BinaryIO, path: str | Path, key: str, origin: Origin,
                     sop_class_uid: str | None, sop_instance_uid: str | None,
-                    study_uid: str | None, consume: bool) -> tuple[StoreResult, int]:
+                    study_uid: str | None, consume: bool,
+                    digest: str | None) -> tuple[StoreResult, int]:
         # The object is written (and fsynced) in a helper thread while this one parses the
         # header: the disk wait and the parsing overlap. The index is written only once
         # both are done, so success still means durable AND indexed.
         size = os.fstat(source.fileno()).st_size
         if consume and self._is_staged(path):
-            put = self._io.submit(self._adopt_file, key, path, size)
+            put = self._io.submit(self._adopt_file, key, path, size, digest)
         else:
             put = self._io.submit(self._put_file, key, path)
         try:
@@ -208,8 +210,9 @@ class Archive:
             self._staging = staging()
         return Path(path).parent == self._staging
 
-    def _adopt_file(self, key: str, path: str | Path, size: int) -> tuple[int, str]:
-        return size, self.objects.adopt(key, path)  # type: ignore[attr-defined]
+    def _adopt_file(self, key: str, path: str | Path, size: int,
+                    digest: str | None) -> tuple[int, str]:
+        return size, self.objects.adopt(key, path, sha256=digest)  # type: ignore[attr-defined]
 
     def _put_file(self, key: str, path: str | Path) -> tuple[int, str]:
         size = os.path.getsize(path)

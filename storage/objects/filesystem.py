@@ -100,12 +100,14 @@ class FilesystemStore:
             raise _translate(exc) from exc
         return staging
 
-    def adopt(self, key: str, path: str | Path) -> str:
+    def adopt(self, key: str, path: str | Path, *, sha256: str | None = None) -> str:
         """Make the complete file at ``path`` the object ``key``, durably; return its SHA-256.
 
         ``path`` must be in :meth:`staging_dir` (same filesystem, so a rename). The file
         is fsynced, renamed into place and the directory fsynced, as :meth:`put` does, so
         a crash leaves either no object or a whole one. The file is moved, not copied.
+        ``sha256`` is the digest its writer computed while writing it; without it the
+        file is read to compute it.
         """
         target = self._path(key)
         source = Path(path)
@@ -115,7 +117,7 @@ class FilesystemStore:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(source, "rb") as fh:
-                while chunk := fh.read(_CHUNK):
+                while sha256 is None and (chunk := fh.read(_CHUNK)):
                     digest.update(chunk)
                 if self.fsync:
                     os.fsync(fh.fileno())
@@ -128,7 +130,7 @@ class FilesystemStore:
                     os.close(dir_fd)
         except OSError as exc:
             raise _translate(exc) from exc
-        return digest.hexdigest()
+        return sha256 or digest.hexdigest()
 
     def open(self, key: str) -> BinaryIO:
         try:

@@ -8,6 +8,7 @@ abort ends the association, and the listener serves the next association afterwa
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import struct
 from collections.abc import Iterator
@@ -17,10 +18,12 @@ from typing import Any
 
 import pytest
 from pynetdicom import sop_class as sc
+from sqlalchemy import select
 
 from pacs.ae import DicomSettings, start_dicom
 from pacs.reactor import EventDrivenAssociation
 from ris.services import Services
+from storage.index.models import Instance
 from storage.objects.filesystem import STAGING
 from tests.dicom import scu
 from tests.support.data import StudySpec, make_study
@@ -52,9 +55,13 @@ def test_stored_objects_are_adopted_from_the_staging_area(served: ServedListener
     assert scu.store_datasets(served, datasets) == [0x0000] * 6
     root = Path(served.services.objects.root)
     assert list((root / STAGING).iterdir()) == []  # renamed into place, none left behind
+    with served.services.db.read() as s:
+        digests = dict(s.execute(select(Instance.sop_instance_uid, Instance.sha256)).all())
     for ds in datasets:
         (stored,) = scu.stored_objects(served.services, ds.SOPInstanceUID)
         assert scu.read_bytes(stored).PixelData == ds.PixelData
+        # computed while the data set arrived, it must be the digest of the stored bytes
+        assert digests[ds.SOPInstanceUID] == hashlib.sha256(stored).hexdigest()
 
 
 def test_associations_are_event_driven(served: ServedListener) -> None:
