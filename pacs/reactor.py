@@ -27,17 +27,14 @@ Associations we request (C-MOVE sub-operations) keep pynetdicom's loops.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import logging
 import queue
 import select
 import socket
 import ssl
-import sys
 import tempfile
 import threading
-from collections.abc import Callable
 from copy import deepcopy
 from datetime import datetime
 from pathlib import Path
@@ -54,32 +51,6 @@ LOGGER = logging.getLogger(__name__)
 
 MAX_WAIT = 0.5
 """Longest block of either loop (seconds): bounds how late timeouts are noticed."""
-
-WRITEBACK_STEP = 1 << 20
-"""Start the disk writeback of a received data set every this many bytes.
-
-Measured here (4 workers, 4 storescu): a hint every 256 KiB raised the CPU per CT
-instance (560 KB) from ~12 to ~16 ms, the kernel submitting the writes in our threads
-and in more, smaller pieces; so objects under 1 MiB (CT, MR) are left to the fsync, and
-large ones (CR, DX, multi-frame US: 15-30 MB) start their writeback while they arrive."""
-
-
-def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    """libc's ``sync_file_range`` (Linux), or ``None``: Python's ``os`` lacks it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    function.restype = ctypes.c_int
-    return cast("Callable[[int, int, int, int], int]", function)
-
-
-_sync_file_range = _load_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
-
 
 def _staged_temporary_file(*args: Any, **kwargs: Any) -> Any:
     """pynetdicom's ``NamedTemporaryFile`` for a received C-STORE data set, placed in the
@@ -100,12 +71,14 @@ class ReceivedFile:
     """The file pynetdicom writes a received data set into, hashed as it is written.
 
     pynetdicom only calls ``write`` (file meta and every data set fragment), ``file.flush``,
-    ``close`` and ``name`` on it. Every :data:`WRITEBACK_STEP` bytes the kernel is asked
-    to start writing the file out: the archive fsyncs it before acknowledging, and by
-    then most of it is on disk already, so a peer waiting for each response (storescu,
-    most modalities) waits for the tail only. The SHA-256 of the bytes written is known
-    when the last fragment arrives (:func:`received_digest`), so the archive need not
-    read the file again.
+    ``close`` and ``name`` on it. The SHA-256 of the bytes written is known when the last
+    fragment arrives (:func:`received_digest`), so the archive need not read the file
+    again.
+
+    Starting the file's writeback while it arrives (``sync_file_range`` every 256 KiB or
+    1 MiB) was tried and measured here: more CPU per instance (~12 → ~16 ms at 4
+    associations, the kernel submitting smaller writes in our threads) and lower
+    throughput at 1 and 4 associations, so the fsync alone writes the file out.
     """
 
     def __init__(self, wrapped: Any) -> None:
@@ -113,19 +86,10 @@ class ReceivedFile:
         self.file = wrapped.file
         self.name = wrapped.name
         self._digest = hashlib.sha256()
-        self._written = 0
-        self._flushed = 0
 
     def write(self, data: bytes) -> int:
         self._digest.update(data)
-        count = int(self._wrapped.write(data))
-        self._written += count
-        if _sync_file_range is not None and self._written - self._flushed >= WRITEBACK_STEP:
-            self.file.flush()
-            _sync_file_range(self.file.fileno(), self._flushed,
-                             self._written - self._flushed, _SYNC_FILE_RANGE_WRITE)
-            self._flushed = self._written
-        return count
+        return int(self._wrapped.write(data))
 
     def close(self) -> None:
         self._wrapped.close()
@@ -153,8 +117,8 @@ def receive_into_staging() -> None:
     that, in the DUL thread of an :class:`EventDrivenDUL` given a ``staging_dir`` (the
     filesystem store's :meth:`~storage.objects.filesystem.FilesystemStore.staging_dir`),
     the file is created there instead: the archive then renames it into place (written
-    once, not twice), and its writeback starts while the rest still arrives. Any other
-    thread gets pynetdicom's behaviour.
+    once, not twice) and takes its digest from :class:`ReceivedFile`. Any other thread
+    gets pynetdicom's behaviour.
     """
     if dimse_messages.NamedTemporaryFile is not _staged_temporary_file:
         dimse_messages.NamedTemporaryFile = _staged_temporary_file  # type: ignore[assignment]
