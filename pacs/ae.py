@@ -27,6 +27,7 @@ from pynetdicom import sop_class as sc
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
+from pacs.reactor import EventDrivenRequestHandler, receive_into_staging
 from pacs.scp import responses
 from pacs.scp.acceptance import handle_association_request
 from pacs.scp.commitment import handle_n_action
@@ -88,9 +89,15 @@ def configure_library() -> None:
 
 
 class PacsAssociationServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server with TCP_NODELAY and optional SO_REUSEPORT."""
+    """pynetdicom's threaded server with TCP_NODELAY and optional SO_REUSEPORT.
+
+    :func:`start_dicom` gives it :class:`pacs.reactor.EventDrivenRequestHandler`, so every
+    association it accepts waits for its socket and queues instead of polling them.
+    """
 
     reuse_port = False
+    staging_dir: Path | None = None
+    """The object store's staging directory, given to every association (pacs.reactor)."""
 
     def server_bind(self) -> None:
         if self.reuse_port and self.socket is not None:
@@ -200,8 +207,14 @@ def start_dicom(services: Services, settings: DicomSettings) -> PacsAssociationS
                               allow_unknown_ae=settings.allow_unknown_ae),
         server_class=server_class,
         ssl_context=tls,
+        request_handler=EventDrivenRequestHandler,
     )
     server.contexts = _Contexts(server.contexts)
+    # Received data sets are written where the object store can adopt them (a rename),
+    # when it has such a place (the filesystem store; not S3).
+    staging = getattr(services.objects, "staging_dir", None)
+    server.staging_dir = staging() if staging is not None else None
+    receive_into_staging()
     thread = threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True)
     thread.start()
     ae._servers.append(server)

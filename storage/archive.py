@@ -32,7 +32,7 @@ from storage.audit import AuditLog
 from storage.bulkdata import read_bulk_value
 from storage.corrections import Corrector, Demographics, coerce_dataset
 from storage.dicomio import read_header
-from storage.errors import DatasetDoesNotMatchSopClass, NotFound, PacsError
+from storage.errors import DatasetDoesNotMatchSopClass, NotFound, PacsError, UnreadableDataset
 from storage.frames import FrameReader, PixelRef, as_seekable
 from storage.index import results
 from storage.index.database import Database
@@ -94,6 +94,7 @@ class Archive:
         self._io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="object-put")
         self._listeners: list[StoreListener] = []
         self._corrector = Corrector(db)
+        self._staging: Path | None = None
 
     def add_listener(self, listener: StoreListener) -> None:
         """Call ``listener`` after every committed store (e.g. accession matching).
@@ -113,12 +114,18 @@ class Archive:
 
     # -- store ------------------------------------------------------------------------------
     def store(self, path: str | Path, origin: Origin, *, sop_class_uid: str | None = None,
-              sop_instance_uid: str | None = None, study_uid: str | None = None) -> StoreResult:
+              sop_instance_uid: str | None = None, study_uid: str | None = None,
+              consume: bool = False, sha256: str | None = None) -> StoreResult:
         """Archive the Part 10 file at ``path`` (the caller keeps and removes the file).
 
         ``sop_class_uid`` / ``sop_instance_uid`` are the values the request announced
         (C-STORE Affected SOP Class/Instance UID), ``study_uid`` the study a STOW-RS URL
         names (PS3.18 10.5.1.1); a dataset contradicting them is refused.
+
+        With ``consume`` the caller gives the file away: if it lies in the object store's
+        staging directory (:meth:`~storage.objects.filesystem.FilesystemStore.staging_dir`)
+        it is renamed into place instead of copied, and may be gone when this returns;
+        ``sha256`` is then the file's digest if its writer computed it (not read again).
 
         Raises
         ------
@@ -129,21 +136,41 @@ class Archive:
         """
         with metrics.timed("store"):
             result, size = self._store(path, origin, sop_class_uid, sop_instance_uid,
-                                       study_uid)
+                                       study_uid, consume, sha256)
         metrics.stored(result.outcome.value, size)
         return result
 
     def _store(self, path: str | Path, origin: Origin, sop_class_uid: str | None,
-               sop_instance_uid: str | None,
-               study_uid: str | None) -> tuple[StoreResult, int]:
+               sop_instance_uid: str | None, study_uid: str | None,
+               consume: bool, sha256: str | None) -> tuple[StoreResult, int]:
         key = new_object_key()
+        # The header is read through a handle opened first, so the object store may rename
+        # the file meanwhile (a staged file is adopted, not copied). The handle is opened
+        # from a descriptor so that its name is that descriptor, not the path: pydicom
+        # stats the name of what it reads, which would fail once the path has moved.
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise UnreadableDataset(f"received file cannot be read: {exc.strerror}") from exc
+        with open(fd, "rb") as source:
+            return self._store_open(source, path, key, origin, sop_class_uid,
+                                    sop_instance_uid, study_uid, consume, sha256)
+
+    def _store_open(self, source: BinaryIO, path: str | Path, key: str, origin: Origin,
+                    sop_class_uid: str | None, sop_instance_uid: str | None,
+                    study_uid: str | None, consume: bool,
+                    digest: str | None) -> tuple[StoreResult, int]:
         # The object is written (and fsynced) in a helper thread while this one parses the
         # header: the disk wait and the parsing overlap. The index is written only once
         # both are done, so success still means durable AND indexed.
-        put = self._io.submit(self._put_file, key, path)
+        size = os.fstat(source.fileno()).st_size
+        if consume and self._is_staged(path):
+            put = self._io.submit(self._adopt_file, key, path, size, digest)
+        else:
+            put = self._io.submit(self._put_file, key, path)
         try:
             try:
-                header = read_header(path)
+                header = read_header(source)
                 if sop_instance_uid and header.sop_instance_uid != sop_instance_uid.strip():
                     raise DatasetDoesNotMatchSopClass(
                         "SOP Instance UID differs from the request")
@@ -174,6 +201,18 @@ class Archive:
         if outcome is not StoreOutcome.DUPLICATE:
             self._notify(result, origin)
         return result, size
+
+    def _is_staged(self, path: str | Path) -> bool:
+        staging = getattr(self.objects, "staging_dir", None)
+        if staging is None:
+            return False
+        if self._staging is None:
+            self._staging = staging()
+        return Path(path).parent == self._staging
+
+    def _adopt_file(self, key: str, path: str | Path, size: int,
+                    digest: str | None) -> tuple[int, str]:
+        return size, self.objects.adopt(key, path, sha256=digest)  # type: ignore[attr-defined]
 
     def _put_file(self, key: str, path: str | Path) -> tuple[int, str]:
         size = os.path.getsize(path)

@@ -11,6 +11,8 @@ import json
 import os
 import re
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -158,8 +160,20 @@ def _drop_empty_uris(result: dict[str, Any]) -> None:
                 _drop_empty_uris(item)
 
 
-def read_header(path: str | Path) -> Header:
+@contextmanager
+def _opened(source: str | Path | BinaryIO) -> Iterator[BinaryIO]:
+    if isinstance(source, str | Path):
+        with open(source, "rb") as fp:
+            yield fp
+    else:
+        yield source
+
+
+def read_header(path: str | Path | BinaryIO) -> Header:
     """Parse the header of the Part 10 file at ``path`` and check its Type 1 UIDs.
+
+    ``path`` may also be a file opened in binary mode at its start (left open): the
+    archive reads a received file through a handle while the object store renames it.
 
     Raises
     ------
@@ -170,7 +184,7 @@ def read_header(path: str | Path) -> Header:
         (PS3.4 B.2.3: status A900 "Data Set does not match SOP Class").
     """
     try:
-        with open(path, "rb") as fp:
+        with _opened(path) as fp:
             ds = dcmread(fp, stop_before_pixels=True)
             # Touch every top-level element now so a corrupt header fails here, not later
             # while building responses.

@@ -8,6 +8,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
 from pacs.origin import origin_of
+from pacs.reactor import received_digest
 from pacs.scp import responses
 from pacs.status import Service, failure
 from storage.archive import Archive
@@ -23,7 +24,9 @@ def handle_store(event: Event, archive: Archive) -> int | Dataset:
     try:
         archive.store(event.dataset_path, origin_of(event.assoc),
                       sop_class_uid=request.AffectedSOPClassUID,
-                      sop_instance_uid=request.AffectedSOPInstanceUID)
+                      sop_instance_uid=request.AffectedSOPInstanceUID,
+                      # pynetdicom removes the file afterwards, if it is still there
+                      consume=True, sha256=received_digest(request))
     except PacsError as exc:
         status = failure(exc, Service.STORE)
         log.warning("C-STORE %s refused: %s 0x%04X", request.AffectedSOPInstanceUID,

@@ -7,12 +7,19 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO
 
 from storage.errors import ObjectNotFound, StorageFull, StorageUnavailable
 
 _CHUNK = 1 << 20
+
+STAGING = ".incoming"
+"""Directory below the root where receivers write objects before :meth:`FilesystemStore.adopt`."""
+
+_STALE_STAGED = 3600.0
+"""A staged file older than this (seconds) belongs to a receiver that died: removed."""
 
 
 def _translate(exc: OSError) -> Exception:
@@ -71,6 +78,60 @@ class FilesystemStore:
                     pass
         return digest.hexdigest()
 
+    def staging_dir(self) -> Path:
+        """A directory on the objects' filesystem for files that :meth:`adopt` will take.
+
+        A receiver that writes an incoming object here (pynetdicom's chunked C-STORE
+        receive, :mod:`pacs.reactor`) lets the store rename it into place instead of
+        copying it: the bytes are written once, and their writeback to disk starts while
+        the rest still arrives. Files left by a receiver that died are removed here.
+        """
+        staging = self.root / STAGING
+        try:
+            staging.mkdir(exist_ok=True)
+            cutoff = time.time() - _STALE_STAGED
+            for entry in os.scandir(staging):
+                try:
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+                except OSError:
+                    pass
+        except OSError as exc:
+            raise _translate(exc) from exc
+        return staging
+
+    def adopt(self, key: str, path: str | Path, *, sha256: str | None = None) -> str:
+        """Make the complete file at ``path`` the object ``key``, durably; return its SHA-256.
+
+        ``path`` must be in :meth:`staging_dir` (same filesystem, so a rename). The file
+        is fsynced, renamed into place and the directory fsynced, as :meth:`put` does, so
+        a crash leaves either no object or a whole one. The file is moved, not copied.
+        ``sha256`` is the digest its writer computed while writing it; without it the
+        file is read to compute it.
+        """
+        target = self._path(key)
+        source = Path(path)
+        if source.parent != self.root / STAGING:
+            raise ValueError(f"not a staged file: {source}")
+        digest = hashlib.sha256()
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(source, "rb") as fh:
+                while sha256 is None and (chunk := fh.read(_CHUNK)):
+                    digest.update(chunk)
+                if self.fsync:
+                    os.fsync(fh.fileno())
+            os.replace(source, target)
+            if self.fsync:
+                dir_fd = os.open(target.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+        except OSError as exc:
+            raise _translate(exc) from exc
+        return sha256 or digest.hexdigest()
+
     def open(self, key: str) -> BinaryIO:
         try:
             return self._path(key).open("rb")
@@ -97,7 +158,9 @@ class FilesystemStore:
 
     def keys(self) -> list[str]:
         found = []
-        for dirpath, _dirs, files in os.walk(self.root):
+        for dirpath, dirs, files in os.walk(self.root):
+            if dirpath == str(self.root) and STAGING in dirs:
+                dirs.remove(STAGING)  # files still arriving are not objects yet
             for name in files:
                 if not name.startswith(".tmp-"):
                     found.append(os.path.relpath(os.path.join(dirpath, name), self.root))

@@ -186,6 +186,44 @@ class TestFilesystemStore(ObjectStoreContract):
         assert list(tmp_path.rglob("*")) == [tmp_path / "objects"]
 
 
+class TestFilesystemStaging:
+    """The filesystem store's staging area: a received file becomes an object by rename."""
+
+    def test_adopt_moves_a_staged_file_into_place(self, tmp_path: Path) -> None:
+        store = FilesystemStore(tmp_path / "objects")
+        data = os.urandom(3 * MiB + 17)
+        staged = store.staging_dir() / "incoming.dcm"
+        staged.write_bytes(data)
+        assert store.adopt("ab/cd/obj.dcm", staged) == hashlib.sha256(data).hexdigest()
+        assert not staged.exists()
+        with store.open("ab/cd/obj.dcm") as fh:
+            assert fh.read() == data
+        assert list(store.staging_dir().iterdir()) == []
+
+    def test_staged_files_are_not_objects(self, tmp_path: Path) -> None:
+        store = FilesystemStore(tmp_path / "objects")
+        _put(store, "ab/obj", b"x")
+        (store.staging_dir() / "arriving.dcm").write_bytes(b"partial")
+        assert store.keys() == ["ab/obj"]
+
+    def test_adopt_refuses_a_file_outside_the_staging_dir(self, tmp_path: Path) -> None:
+        store = FilesystemStore(tmp_path / "objects")
+        elsewhere = tmp_path / "file.dcm"
+        elsewhere.write_bytes(b"x")
+        with pytest.raises(ValueError):
+            store.adopt("ab/obj", elsewhere)
+        assert elsewhere.exists() and store.keys() == []
+
+    def test_stale_staged_files_are_removed(self, tmp_path: Path) -> None:
+        store = FilesystemStore(tmp_path / "objects")
+        stale = store.staging_dir() / "left-by-a-crash.dcm"
+        fresh = store.staging_dir() / "arriving.dcm"
+        stale.write_bytes(b"x")
+        fresh.write_bytes(b"y")
+        os.utime(stale, (0, 0))
+        assert sorted(p.name for p in store.staging_dir().iterdir()) == ["arriving.dcm"]
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,0 +1,124 @@
+"""The acceptor's event-driven loops (pacs/reactor.py), through real associations.
+
+The loops block on the socket and on queues instead of polling; these cases check that
+what pynetdicom's polling loops did still happens: data sets arrive whole and are adopted
+from the staging area, an idle association is aborted at the network timeout, a peer's
+abort ends the association, and the listener serves the next association afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pynetdicom import sop_class as sc
+from sqlalchemy import select
+
+from pacs.ae import DicomSettings, start_dicom
+from pacs.reactor import EventDrivenAssociation
+from ris.services import Services
+from storage.index.models import Instance
+from storage.objects.filesystem import STAGING
+from tests.dicom import scu
+from tests.support.data import StudySpec, make_study
+from tests.support.net import free_port
+
+
+@dataclass
+class ServedListener:
+    host: str
+    port: int
+    ae_title: str
+    services: Services
+    server: Any
+
+
+@pytest.fixture
+def served(sqlite_services: Services) -> Iterator[ServedListener]:
+    """Our DICOM AE on SQLite, with its server object at hand (to shorten timeouts)."""
+    port = free_port()
+    server = start_dicom(sqlite_services,
+                         DicomSettings(ae_title="PACS", host="127.0.0.1", port=port))
+    yield ServedListener("127.0.0.1", port, "PACS", sqlite_services, server)
+    server.shutdown()
+    server.server_close()
+
+
+def test_stored_objects_are_adopted_from_the_staging_area(served: ServedListener) -> None:
+    datasets = make_study(StudySpec(series=2, instances=3))
+    assert scu.store_datasets(served, datasets) == [0x0000] * 6
+    root = Path(served.services.objects.root)
+    assert list((root / STAGING).iterdir()) == []  # renamed into place, none left behind
+    with served.services.db.read() as s:
+        digests = dict(s.execute(select(Instance.sop_instance_uid, Instance.sha256)).all())
+    for ds in datasets:
+        (stored,) = scu.stored_objects(served.services, ds.SOPInstanceUID)
+        assert scu.read_bytes(stored).PixelData == ds.PixelData
+        # computed while the data set arrived, it must be the digest of the stored bytes
+        assert digests[ds.SOPInstanceUID] == hashlib.sha256(stored).hexdigest()
+
+
+def test_associations_are_event_driven(served: ServedListener) -> None:
+    with scu.association(served, [(sc.Verification, scu.UNCOMPRESSED)]) as assoc:
+        assert assoc.send_c_echo().Status == 0x0000
+        acceptors = served.server.active_associations
+    assert acceptors and all(isinstance(a, EventDrivenAssociation) for a in acceptors)
+
+
+def _associate_raw(host: str, port: int) -> socket.socket:
+    """A bare TCP peer that sends an A-ASSOCIATE-RQ for Verification and reads the AC."""
+    def item(kind: int, body: bytes) -> bytes:
+        return struct.pack(">BBH", kind, 0, len(body)) + body
+
+    app = item(0x10, b"1.2.840.10008.3.1.1.1")
+    pc = item(0x20, bytes([1, 0, 0, 0]) + item(0x30, b"1.2.840.10008.1.1")
+              + item(0x40, b"1.2.840.10008.1.2"))
+    user = item(0x50, item(0x51, struct.pack(">I", 16384))
+                + item(0x52, b"1.2.826.0.1.3680043.9.3811.0"))
+    body = (struct.pack(">HH", 1, 0) + b"PACS".ljust(16) + b"RAWPEER".ljust(16) + bytes(32)
+            + app + pc + user)
+    sock = socket.create_connection((host, port), timeout=10)
+    sock.sendall(struct.pack(">BBI", 0x01, 0, len(body)) + body)
+    header = sock.recv(6)
+    assert header[:1] == b"\x02", "association not accepted"
+    remaining = struct.unpack(">I", header[2:6])[0]
+    while remaining:
+        remaining -= len(sock.recv(remaining))
+    return sock
+
+
+def _wait_closed(sock: socket.socket, timeout: float) -> bytes:
+    """Everything the listener sends until it closes the connection."""
+    sock.settimeout(timeout)
+    received = b""
+    while chunk := sock.recv(4096):
+        received += chunk
+    return received
+
+
+def test_idle_association_is_aborted_at_the_network_timeout(served: ServedListener) -> None:
+    ae = served.server.ae
+    old, ae.network_timeout = ae.network_timeout, 1
+    try:
+        sock = _associate_raw(served.host, served.port)
+        with sock:
+            received = _wait_closed(sock, timeout=10)  # raises if it never comes
+        assert received[:1] == b"\x07", "expected an A-ABORT PDU before the close"
+    finally:
+        ae.network_timeout = old
+    assert scu.echo(served) == 0x0000
+
+
+def test_peer_abort_ends_the_association_and_the_listener_goes_on(
+        served: ServedListener) -> None:
+    sock = _associate_raw(served.host, served.port)
+    with sock:
+        sock.sendall(struct.pack(">BBIBBBB", 0x07, 0, 4, 0, 0, 0, 0))  # A-ABORT-RQ
+        assert _wait_closed(sock, timeout=10) == b""
+    assert scu.echo(served) == 0x0000
