@@ -28,6 +28,16 @@ def _translate(exc: OSError) -> Exception:
     return StorageUnavailable(f"object storage failed: {exc.strerror or exc}")
 
 
+def _sync_directory(directory: Path) -> None:
+    """fsync a directory, so a rename into it survives a power loss (the new name is
+    durable only once the directory entry is)."""
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 class FilesystemStore:
     """Keys map to paths below ``root``; ``ab/cd/abcdef….dcm`` style keys fan out.
 
@@ -63,11 +73,7 @@ class FilesystemStore:
             os.replace(tmp_name, path)
             tmp_name = None
             if self.fsync:
-                dir_fd = os.open(path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
+                _sync_directory(path.parent)
         except OSError as exc:
             raise _translate(exc) from exc
         finally:
@@ -123,11 +129,7 @@ class FilesystemStore:
                     os.fsync(fh.fileno())
             os.replace(source, target)
             if self.fsync:
-                dir_fd = os.open(target.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
+                _sync_directory(target.parent)
         except OSError as exc:
             raise _translate(exc) from exc
         return sha256 or digest.hexdigest()
