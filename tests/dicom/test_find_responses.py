@@ -56,16 +56,10 @@ def many_studies(listener: Any, tmp_path_factory: pytest.TempPathFactory) -> lis
 
 
 def _identifier(**keys: str) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = "STUDY"
-    ds.StudyDate = "20250301"
-    ds.StudyInstanceUID = ""
-    ds.PatientID = ""
-    ds.AccessionNumber = ""
-    ds.StudyDescription = ""
-    for keyword, value in keys.items():
-        setattr(ds, keyword, value)
-    return ds
+    """The study-level query of these tests: the generated studies' date, five return keys."""
+    defaults = {"StudyDate": "20250301", "StudyInstanceUID": "", "PatientID": "",
+                "AccessionNumber": "", "StudyDescription": ""}
+    return scu.query("STUDY", **{**defaults, **keys})
 
 
 def _associate(listener: Any, max_pdu: int = 16382) -> Any:
