@@ -27,7 +27,7 @@ from pynetdicom import sop_class as sc
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
-from pacs.reactor import EventDrivenRequestHandler, receive_into_staging
+from pacs.reactor import EventDrivenRequestHandler, PDataReceiverFactory, receive_into_staging
 from pacs.scp import responses
 from pacs.scp.acceptance import handle_association_request
 from pacs.scp.commitment import handle_n_action
@@ -37,6 +37,7 @@ from pacs.scp.mpps import handle_n_create, handle_n_set
 from pacs.scp.mwl import handle_mwl
 from pacs.scp.retrieve import handle_get, handle_move
 from pacs.scp.store import handle_store
+from pacs.scp.store_receiver import StoreReceiver
 from pacs.tls import server_context
 from ris.services import Services
 from ris.worklist import Worklist
@@ -98,6 +99,8 @@ class PacsAssociationServer(ThreadedAssociationServer):
     reuse_port = False
     staging_dir: Path | None = None
     """The object store's staging directory, given to every association (pacs.reactor)."""
+    p_data_receiver: PDataReceiverFactory | None = None
+    """Makes each association's P-DATA-TF receiver (pacs.reactor.PDataReceiver)."""
 
     def server_bind(self) -> None:
         if self.reuse_port and self.socket is not None:
@@ -215,6 +218,9 @@ def start_dicom(services: Services, settings: DicomSettings) -> PacsAssociationS
     staging = getattr(services.objects, "staging_dir", None)
     server.staging_dir = staging() if staging is not None else None
     receive_into_staging()
+    # C-STORE requests are received in each association's DUL thread (when its handler
+    # is ours and no debugging handler watches PDUs): pacs.scp.store_receiver.
+    server.p_data_receiver = StoreReceiver.for_association
     thread = threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True)
     thread.start()
     ae._servers.append(server)

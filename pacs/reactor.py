@@ -19,7 +19,9 @@ Here the same two loops block instead:
   the network idle timeout.
 
 The state machine, the PDU codecs, the DIMSE decoder, TLS and the service classes are
-pynetdicom's, unchanged: only the waiting differs. The seam is
+pynetdicom's, unchanged: only the waiting differs, and one shortcut: a P-DATA-TF received
+while the association is established may be given to a :class:`PDataReceiver` (the
+C-STORE receiver of :mod:`pacs.scp.store_receiver`) instead of pynetdicom's decoders. The seam is
 :class:`EventDrivenRequestHandler`, which our association server
 (:class:`pacs.ae.PacsAssociationServer`) uses to create every acceptor association.
 Associations we request (C-MOVE sub-operations) keep pynetdicom's loops.
@@ -33,12 +35,14 @@ import queue
 import select
 import socket
 import ssl
+import struct
 import tempfile
 import threading
+from collections.abc import Callable
 from copy import deepcopy
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from pynetdicom import dimse_messages, evt
 from pynetdicom._globals import MODE_ACCEPTOR
@@ -124,11 +128,35 @@ def receive_into_staging() -> None:
         dimse_messages.NamedTemporaryFile = _staged_temporary_file  # type: ignore[assignment]
 
 
+class PDataReceiver(Protocol):
+    """Takes P-DATA-TF PDUs from the DUL thread in place of pynetdicom's decoders."""
+
+    def takes(self) -> bool:
+        """Whether the P-DATA-TF just read is for :meth:`receive`."""
+
+    def receive(self, body: memoryview) -> Any:
+        """Handle the PDU's body (valid until the next read); the result's ``value`` is
+        ``"declined"`` (pynetdicom decodes the PDU), ``"taken"``, or ``"delivered"``
+        (part of it reached pynetdicom's DIMSE provider)."""
+
+    def close(self) -> None:
+        """The association has ended: release what a message in progress holds."""
+
+
+PDataReceiverFactory = Callable[[Any, "Path | None"], "PDataReceiver | None"]
+"""Makes the receiver of an association (given the association and its staging
+directory), or ``None`` to leave every PDU to pynetdicom."""
+
+_PDU_HEADER = struct.Struct(">BBL")
+
+
 class EventDrivenDUL(DULServiceProvider):
     """pynetdicom's DUL provider, blocking in ``select`` instead of sleeping 1 ms."""
 
     staging_dir: Path | None = None
     """Where a received C-STORE data set is written (:func:`receive_into_staging`)."""
+    p_data_receiver: PDataReceiver | None = None
+    """Takes P-DATA-TF PDUs received in Sta6, when set (:meth:`_read_pdu_data`)."""
 
     def __init__(self, assoc: Association) -> None:
         super().__init__(assoc)
@@ -189,6 +217,8 @@ class EventDrivenDUL(DULServiceProvider):
         try:
             self._loop()
         finally:
+            if self.p_data_receiver is not None:
+                self.p_data_receiver.close()
             self._wake_r.close()
             self._wake_w.close()
             _wake_association(self.assoc)
@@ -224,6 +254,58 @@ class EventDrivenDUL(DULServiceProvider):
             _wake_association(self.assoc)
 
 
+    def _read_pdu_data(self) -> None:
+        """Read one PDU, as :meth:`DULServiceProvider._read_pdu_data` does, but let the
+        :attr:`p_data_receiver` take a P-DATA-TF received in Sta6.
+
+        The events are pynetdicom's for every outcome (PS3.8 Table 9-10): Evt17 when the
+        connection closes within a PDU, Evt19 for an unknown or undecodable one, else the
+        PDU's own event. A P-DATA-TF in Sta6 (Evt10) leads to DT-2 and back to Sta6, so
+        one handled here leaves the state machine where pynetdicom would have.
+        """
+        receiver = self.p_data_receiver
+        if receiver is None or self.state_machine.current_state != "Sta6":
+            super()._read_pdu_data()
+            return
+        transport = cast(WholeReadSocket, self.socket)
+        try:
+            header = bytes(transport.recv(6))
+            if len(header) < 6:
+                self.event_queue.put("Evt17")
+                return
+            pdu_type, _, length = _PDU_HEADER.unpack(header)
+            if pdu_type not in (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07):
+                LOGGER.error(f"Unknown PDU type received '0x{pdu_type:02X}'")
+                self.event_queue.put("Evt19")
+                return
+            body = transport.recv_view(length)
+        except (OSError, TimeoutError) as exc:
+            LOGGER.error("Connection closed before the entire PDU was received")
+            LOGGER.exception(exc)
+            self.event_queue.put("Evt17")
+            return
+        if len(body) != length:
+            LOGGER.error(f"The received PDU is shorter than expected ({len(body) + 6} of "
+                         f"{6 + length} bytes received)")
+            self.event_queue.put("Evt17")
+            return
+        if pdu_type == 0x04 and receiver.takes():
+            outcome = receiver.receive(body).value
+            if outcome == "delivered":
+                _wake_association(self.assoc)
+            if outcome != "declined":
+                return
+        try:
+            pdu, event = self._decode_pdu(bytearray(header) + body)
+        except Exception as exc:
+            LOGGER.error("Unable to decode the received PDU data")
+            LOGGER.exception(exc)
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+
+
 def _wake_association(assoc: Association) -> None:
     wake = getattr(assoc, "_pacs_wake", None)
     if wake is not None and not wake.is_set():  # set() takes a lock and notifies
@@ -253,6 +335,23 @@ class WholeReadSocket(AssociationSocket):
             received += count
         return buffer
 
+    def recv_view(self, nr_bytes: int) -> memoryview:
+        """``nr_bytes`` read into a buffer kept for the next call (fewer if the peer
+        closed the connection): the view is valid until then, and nothing is copied."""
+        buffer = getattr(self, "_pacs_buffer", None)
+        if buffer is None or len(buffer) < nr_bytes:
+            buffer = bytearray(max(nr_bytes, 1 << 16))
+            self._pacs_buffer = buffer
+        view = memoryview(buffer)
+        sock = cast(socket.socket, self.socket)
+        received = 0
+        while received < nr_bytes:
+            count = sock.recv_into(view[received:nr_bytes], nr_bytes - received)
+            if not count:
+                break
+            received += count
+        return view[:received]
+
 
 class EventDrivenAssociation(Association):
     """An acceptor association whose reactor waits for its DUL instead of polling."""
@@ -260,6 +359,7 @@ class EventDrivenAssociation(Association):
     def __init__(self, ae: Any, mode: str) -> None:
         super().__init__(ae, mode)
         self._pacs_wake = threading.Event()
+        self._pacs_serving = False
         self.dul = EventDrivenDUL(self)
         # The timeout setters configure the DUL's ARTIM and idle timers: apply them again
         # to this DUL, not the one pynetdicom's constructor made.
@@ -289,10 +389,14 @@ class EventDrivenAssociation(Association):
             self._reactor_checkpoint.wait()
             self._is_paused = False
 
+            # Set before a message is taken, so the DUL never sees an empty queue while a
+            # message is being served (it then leaves P-DATA to pynetdicom: in order).
+            self._pacs_serving = True
             context_id, msg = self.dimse.get_msg(block=False)
             busy = msg is not None
             if msg:
                 self._serve_request(msg, cast(int, context_id))
+            self._pacs_serving = False
 
             if self.is_established and self.acse.is_release_requested():
                 self.acse.send_release(is_response=True)
@@ -343,7 +447,8 @@ class EventDrivenRequestHandler(RequestHandler):
         ae = self.ae
         assoc = EventDrivenAssociation(ae, MODE_ACCEPTOR)
         assoc._server = server
-        cast(EventDrivenDUL, assoc.dul).staging_dir = getattr(server, "staging_dir", None)
+        dul = cast(EventDrivenDUL, assoc.dul)
+        dul.staging_dir = getattr(server, "staging_dir", None)
         assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
         assoc.set_socket(WholeReadSocket(assoc, client_socket=self.request))
         assoc.acceptor.maximum_length = ae.maximum_pdu_size
@@ -359,4 +464,7 @@ class EventDrivenRequestHandler(RequestHandler):
             elif isinstance(event, evt.NotificationEvent):
                 for handler in handlers:
                     assoc.bind(event, handler[0], handler[1])
+        factory: PDataReceiverFactory | None = getattr(server, "p_data_receiver", None)
+        if factory is not None:
+            dul.p_data_receiver = factory(assoc, dul.staging_dir)
         return assoc

@@ -48,9 +48,17 @@ def _uid(value: str) -> bytes:
     return data + b"\0" if len(data) % 2 else data
 
 
+def _text(value: str) -> bytes:
+    """An LO value (PS3.5 6.2): the default character repertoire, space-padded to even."""
+    data = value.encode("ascii", "replace")
+    return data + b" " if len(data) % 2 else data
+
+
 def _command(sop_class_uid: str, field: int, message_id: int, data_set_type: int,
-             status: int, sop_instance_uid: str | None = None) -> bytes:
-    """A response command set of fixed elements (PS3.7 9.3), Implicit VR Little Endian."""
+             status: int, sop_instance_uid: str | None = None,
+             error_comment: str | None = None) -> bytes:
+    """A response command set of fixed elements (PS3.7 9.3), Implicit VR Little Endian,
+    in ascending tag order (PS3.5 7.1)."""
     elements = [
         _element(0x00000002, _uid(sop_class_uid)),
         _element(0x00000100, struct.pack("<H", field)),
@@ -58,6 +66,8 @@ def _command(sop_class_uid: str, field: int, message_id: int, data_set_type: int
         _element(0x00000800, struct.pack("<H", data_set_type)),
         _element(0x00000900, struct.pack("<H", status)),
     ]
+    if error_comment is not None:
+        elements.append(_element(0x00000902, _text(error_comment)))
     if sop_instance_uid is not None:
         elements.append(_element(0x00001000, _uid(sop_instance_uid)))
     body = b"".join(elements)
@@ -67,6 +77,20 @@ def _command(sop_class_uid: str, field: int, message_id: int, data_set_type: int
 def store_success(sop_class_uid: str, message_id: int, sop_instance_uid: str) -> bytes:
     """The command set of a C-STORE-RSP with Status 0x0000 (PS3.7 Table 9.3-2)."""
     return _command(sop_class_uid, 0x8001, message_id, 0x0101, 0x0000, sop_instance_uid)
+
+
+def store_response(sop_class_uid: str, message_id: int, sop_instance_uid: str,
+                   status: int, error_comment: str | None = None) -> bytes:
+    """The command set of any C-STORE-RSP (PS3.7 Table 9.3-2): a failure may carry an
+    Error Comment (PS3.7 C.4.2), as pynetdicom sends it."""
+    return _command(sop_class_uid, 0x8001, message_id, 0x0101, status, sop_instance_uid,
+                    error_comment)
+
+
+def command_pdus(context_id: int, command: bytes, max_pdu: int) -> bytes:
+    """A message without a data set, as encoded P-DATA-TF PDUs for the peer's maximum
+    PDU length (``max_pdu``, 0 for none)."""
+    return _pdus(context_id, command, None, max_pdu)
 
 
 def find_response(sop_class_uid: str, message_id: int, status: int) -> bytes:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from pydicom.dataset import Dataset
+from pynetdicom.association import Association
 from pynetdicom.events import Event
 
 from pacs.origin import origin_of
@@ -21,15 +23,41 @@ def handle_store(event: Event, archive: Archive) -> int | Dataset:
     """Archive one C-STORE; success only once the object is durable and indexed."""
     request = event.request
     responses.install(event.assoc)
+    return store_received(archive, event.assoc, event.dataset_path,
+                          str(request.AffectedSOPClassUID),
+                          str(request.AffectedSOPInstanceUID), received_digest(request))
+
+
+def store_received(archive: Archive, assoc: Association, path: str | Path,
+                   sop_class_uid: str, sop_instance_uid: str,
+                   sha256: str | None) -> int | Dataset:
+    """Archive the data set a C-STORE-RQ brought, written to ``path`` as a Part 10 file.
+
+    Both receive paths call this: pynetdicom's (:func:`handle_store`) and the DUL's own
+    (:mod:`pacs.scp.store_receiver`), so both store, audit and answer alike.
+
+    Parameters
+    ----------
+    path
+        The received file, given away (``consume``): it may be renamed into the object
+        store, and the caller removes it afterwards if it is still there.
+    sop_class_uid, sop_instance_uid
+        The request's Affected SOP Class/Instance UIDs, checked against the data set.
+    sha256
+        The file's digest, when its writer computed it while it arrived.
+
+    Returns
+    -------
+    int or Dataset
+        0x0000, or a failure status dataset (Status and Error Comment) from the one
+        error table (:func:`pacs.status.failure`).
+    """
     try:
-        archive.store(event.dataset_path, origin_of(event.assoc),
-                      sop_class_uid=request.AffectedSOPClassUID,
-                      sop_instance_uid=request.AffectedSOPInstanceUID,
-                      # pynetdicom removes the file afterwards, if it is still there
-                      consume=True, sha256=received_digest(request))
+        archive.store(path, origin_of(assoc), sop_class_uid=sop_class_uid,
+                      sop_instance_uid=sop_instance_uid, consume=True, sha256=sha256)
     except PacsError as exc:
         status = failure(exc, Service.STORE)
-        log.warning("C-STORE %s refused: %s 0x%04X", request.AffectedSOPInstanceUID,
-                    exc.code, status.Status)
+        log.warning("C-STORE %s refused: %s 0x%04X", sop_instance_uid, exc.code,
+                    status.Status)
         return status
     return 0x0000

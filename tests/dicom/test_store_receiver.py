@@ -1,0 +1,334 @@
+"""C-STORE received in the DUL thread (pacs/scp/store_receiver.py), over real associations.
+
+The receiver must store exactly what pynetdicom's receive path stores (same file bytes,
+same digest), whatever the fragmentation (a 4 KiB maximum PDU, command and data set in
+one PDU), from pynetdicom, DCMTK storescu and over TLS; refusals come back with their
+status and Error Comment; a malformed or out-of-order message gets what pynetdicom gives
+(a failure status or an A-ABORT) and the listener keeps serving; with a handler watching
+PDUs, pynetdicom's path is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import ssl
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, evt
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import decode
+from sqlalchemy import select
+
+from pacs.ae import DicomSettings, start_dicom
+from ris.services import Services, build_services
+from storage import StorageSettings
+from storage.index.migrate import upgrade
+from storage.index.models import Instance
+from storage.objects.filesystem import STAGING
+from tests.dicom import scu
+from tests.dicom.test_access import self_signed
+from tests.support.data import REAL_FILES, StudySpec, make_study, write
+from tests.support.dcmtk import run
+from tests.support.net import free_port
+
+
+@dataclass
+class Served:
+    host: str
+    port: int
+    ae_title: str
+    services: Services
+    server: Any
+    receivers: list[Any] = field(default_factory=list)
+
+    @property
+    def fast_stores(self) -> int:
+        """C-STORE requests answered by the DUL's receiver (not pynetdicom)."""
+        return sum(r.stored for r in self.receivers if r is not None)
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    """Start listeners (``serve(services, **DicomSettings)``), each recording the
+    receiver it gives its associations; all are stopped afterwards."""
+    servers = []
+
+    def start(services: Services, **settings: Any) -> Served:
+        port = free_port()
+        server = start_dicom(services, DicomSettings(ae_title="PACS", host="127.0.0.1",
+                                                     port=port, **settings))
+        servers.append(server)
+        served = Served("127.0.0.1", port, "PACS", services, server)
+        factory = server.p_data_receiver
+
+        def recording(assoc: Any, staging: Path | None) -> Any:
+            receiver = factory(assoc, staging)
+            served.receivers.append(receiver)
+            return receiver
+
+        server.p_data_receiver = recording
+        return served
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _other_services(tmp_path: Path) -> Services:
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    upgrade(url)
+    return build_services(StorageSettings(database_url=url,
+                                          storage_url=f"file://{tmp_path / 'other'}"))
+
+
+def _stored(served: Served, uid: str) -> tuple[bytes, str]:
+    """The one stored object of ``uid`` and the digest the index recorded for it."""
+    (data,) = scu.stored_objects(served.services, uid)
+    with served.services.db.read() as s:
+        digest = s.execute(select(Instance.sha256)
+                           .where(Instance.sop_instance_uid == uid)).scalar_one()
+    assert digest == hashlib.sha256(data).hexdigest()
+    return data, digest
+
+
+def _staging_empty(served: Served) -> bool:
+    return list((Path(served.services.objects.root) / STAGING).iterdir()) == []
+
+
+def _files(tmp_path: Path) -> list[Path]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    paths = [scu.vendor_copy(name, tmp_path) for name in REAL_FILES]
+    return paths + [write(ds, tmp_path / "generated")
+                    for ds in make_study(StudySpec(series=1, instances=3))]
+
+
+def test_fast_and_pynetdicom_paths_store_the_same_bytes(
+        serve: Any, sqlite_services: Services, tmp_path: Path) -> None:
+    fast = serve(sqlite_services)
+    other = _other_services(tmp_path)
+    try:
+        slow = serve(other)
+        # A handler watching received PDUs keeps pynetdicom's receive path.
+        pdus: list[int] = []
+        slow.server.bind(evt.EVT_PDU_RECV, lambda event: pdus.append(1))
+        paths = _files(tmp_path / "in")
+        assert scu.store_files(fast, paths) == [0x0000] * len(paths)
+        assert scu.store_files(slow, paths) == [0x0000] * len(paths)
+        assert (fast.fast_stores, slow.fast_stores) == (len(paths), 0)
+        assert pdus, "the slow listener did not use pynetdicom's receive path"
+        for path in paths:
+            uid = str(scu.split_part10(path.read_bytes())[0].MediaStorageSOPInstanceUID)
+            assert _stored(fast, uid) == _stored(slow, uid), path.name
+        assert _staging_empty(fast) and _staging_empty(slow)
+    finally:
+        other.close()
+
+
+def test_many_fragments_with_a_4_kib_maximum_pdu(serve: Any, sqlite_services: Services,
+                                                 tmp_path: Path) -> None:
+    served = serve(sqlite_services, max_pdu=4096)
+    paths = _files(tmp_path / "in")
+    assert scu.store_files(served, paths) == [0x0000] * len(paths)
+    datasets = make_study(StudySpec(series=1, instances=2))
+    assert scu.store_datasets(served, datasets) == [0x0000] * 2
+    assert served.fast_stores == len(paths) + 2
+    for path in paths:
+        meta, sent = scu.split_part10(path.read_bytes())
+        data, _ = _stored(served, str(meta.MediaStorageSOPInstanceUID))
+        assert scu.split_part10(data)[1] == sent, path.name
+    assert _staging_empty(served)
+
+
+def test_storescu(serve: Any, sqlite_services: Services, tmp_path: Path) -> None:
+    served = serve(sqlite_services)
+    study = make_study(StudySpec(series=2, instances=3))
+    for ds in study:
+        write(ds, tmp_path / "in")
+    result = run("storescu", "+sd", "-aec", "PACS", served.host, str(served.port),
+                 str(tmp_path / "in"))
+    assert result.returncode == 0, result.stderr
+    assert served.fast_stores == len(study)
+    for ds in study:
+        data, _ = _stored(served, ds.SOPInstanceUID)
+        assert scu.read_bytes(data).PixelData == ds.PixelData
+
+
+def test_a_refusal_comes_back_with_status_and_comment(
+        serve: Any, sqlite_services: Services, tmp_path: Path) -> None:
+    served = serve(sqlite_services)
+    (ds,) = make_study(StudySpec(series=1, instances=1))
+    body = scu.encode_explicit_le(ds)
+    path = tmp_path / "lying.dcm"  # the command names another instance than the data set
+    path.write_bytes(scu.part10(body, CTImageStorage, generate_uid(), ExplicitVRLittleEndian))
+    with scu._chunked_send(), scu.association(
+            served, [(CTImageStorage, [ExplicitVRLittleEndian])]) as assoc:
+        rsp = assoc.send_c_store(path)
+        again = assoc.send_c_store(write(ds, tmp_path / "good"))
+    assert rsp.Status == 0xA900
+    assert rsp.ErrorComment, "the refusal carries no Error Comment"
+    assert again.Status == 0x0000, "the association did not go on after a refusal"
+    assert served.fast_stores == 2
+    assert served.services.archive.count()["instances"] == 1
+    assert _staging_empty(served)
+
+
+def test_store_over_tls(serve: Any, sqlite_services: Services, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    served = serve(sqlite_services, tls_cert=cert, tls_key=key)
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+    ae = AE(ae_title="TLSSCU")
+    ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = 10
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    study = make_study(StudySpec(series=1, instances=3))
+    assoc = ae.associate(served.host, served.port, ae_title="PACS",
+                         tls_args=(client, "127.0.0.1"))
+    assert assoc.is_established
+    statuses = [assoc.send_c_store(ds).Status for ds in study]
+    assoc.release()
+    assert statuses == [0x0000] * 3
+    assert served.fast_stores == 3
+    for ds in study:
+        assert scu.read_bytes(_stored(served, ds.SOPInstanceUID)[0]).PixelData == ds.PixelData
+
+
+# -- a raw peer, to send what pynetdicom never sends ---------------------------------------
+
+def _item(kind: int, body: bytes) -> bytes:
+    return struct.pack(">BBH", kind, 0, len(body)) + body
+
+
+def _associate(served: Served) -> socket.socket:
+    """A bare TCP peer proposing CT Image Storage (context 1, Explicit VR LE)."""
+    app = _item(0x10, b"1.2.840.10008.3.1.1.1")
+    pc = _item(0x20, bytes([1, 0, 0, 0]) + _item(0x30, CTImageStorage.encode())
+               + _item(0x40, ExplicitVRLittleEndian.encode()))
+    user = _item(0x50, _item(0x51, struct.pack(">I", 16384))
+                 + _item(0x52, b"1.2.826.0.1.3680043.9.3811.0"))
+    body = (struct.pack(">HH", 1, 0) + b"PACS".ljust(16) + b"RAWPEER".ljust(16) + bytes(32)
+            + app + pc + user)
+    sock = socket.create_connection((served.host, served.port), timeout=10)
+    sock.sendall(struct.pack(">BBI", 0x01, 0, len(body)) + body)
+    kind, length = _read_pdu_header(sock)
+    assert kind == 0x02, "association not accepted"
+    _read_exactly(sock, length)
+    return sock
+
+
+def _read_exactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+def _read_pdu_header(sock: socket.socket) -> tuple[int, int]:
+    kind, _, length = struct.unpack(">BBI", _read_exactly(sock, 6))
+    return kind, length
+
+
+def _pdu(*pdvs: tuple[int, int, bytes]) -> bytes:
+    body = b"".join(struct.pack(">IBB", len(d) + 2, cx, h) + d for cx, h, d in pdvs)
+    return struct.pack(">BBI", 0x04, 0, len(body)) + body
+
+
+def _store_command(ds: Dataset, message_id: int) -> bytes:
+    rq = C_STORE()
+    rq.MessageID = message_id
+    rq.AffectedSOPClassUID = ds.SOPClassUID
+    rq.AffectedSOPInstanceUID = ds.SOPInstanceUID
+    rq.Priority = 0
+    rq.DataSet = BytesIO(b"\0")
+    message = C_STORE_RQ()
+    message.primitive_to_message(rq)
+    pdata = next(iter(message.encode_msg(1, 0)))  # the command set, in one fragment
+    return bytes(pdata.presentation_data_value_list[0][1][1:])
+
+
+def _response(sock: socket.socket) -> Dataset | None:
+    """The command set of the next response, or ``None`` for an A-ABORT."""
+    kind, length = _read_pdu_header(sock)
+    body = _read_exactly(sock, length)
+    if kind == 0x07:
+        return None
+    assert kind == 0x04, f"unexpected PDU type {kind:#x}"
+    assert body[5] & 0x03 == 0x03, "expected a whole command set in one PDV"
+    return decode(BytesIO(body[6:]), True, True)
+
+
+def test_command_and_data_set_in_one_pdu(serve: Any, sqlite_services: Services) -> None:
+    served = serve(sqlite_services)
+    first, second = make_study(StudySpec(series=1, instances=2))
+    with _associate(served) as sock:
+        # One PDU: a whole message; then a PDU ending one message and starting the next.
+        sock.sendall(_pdu((1, 0x03, _store_command(first, 1)),
+                          (1, 0x02, scu.encode_explicit_le(first))))
+        rsp = _response(sock)
+        assert rsp is not None and (rsp.Status, rsp.MessageIDBeingRespondedTo) == (0, 1)
+        data = scu.encode_explicit_le(second)
+        half = len(data) // 2
+        sock.sendall(_pdu((1, 0x03, _store_command(second, 2)), (1, 0x00, data[:half])))
+        sock.sendall(_pdu((1, 0x02, data[half:])))
+        rsp = _response(sock)
+        assert rsp is not None and (rsp.Status, rsp.MessageIDBeingRespondedTo) == (0, 2)
+        assert rsp.AffectedSOPInstanceUID == second.SOPInstanceUID
+    assert served.fast_stores == 2
+    for ds in (first, second):
+        stored, _ = _stored(served, ds.SOPInstanceUID)
+        assert scu.split_part10(stored)[1] == scu.encode_explicit_le(ds)
+
+
+def _truncated(command: bytes) -> bytes:
+    """The last element (Affected SOP Instance UID) running past the end."""
+    return command[:-4] + b"\xff\xff"
+
+
+def _bad_priority(command: bytes) -> bytes:
+    """Priority 7 (PS3.7 Table 9.3-1 allows 0, 1, 2): pynetdicom's primitive refuses it."""
+    at = command.index(struct.pack("<HHI", 0, 0x0700, 2))
+    return command[:at + 8] + b"\x07\x00" + command[at + 10:]
+
+
+@pytest.mark.parametrize("damage", [_truncated, _bad_priority])
+def test_malformed_command_set_is_answered_as_pynetdicom_does(
+        serve: Any, sqlite_services: Services, damage: Any) -> None:
+    served = serve(sqlite_services)
+    (ds,) = make_study(StudySpec(series=1, instances=1))
+    with _associate(served) as sock:
+        # Not a C-STORE-RQ the receiver can read: pynetdicom receives it as before.
+        sock.sendall(_pdu((1, 0x03, damage(_store_command(ds, 1))),
+                          (1, 0x02, scu.encode_explicit_le(ds))))
+        sock.settimeout(10)
+        rsp = _response(sock)
+        assert rsp is None or rsp.Status >= 0xA000, "a malformed request was not refused"
+    assert served.fast_stores == 0
+    assert served.services.archive.count()["instances"] == 0
+    assert scu.store_datasets(served, [ds]) == [0x0000], "the listener stopped serving"
+
+
+def test_fragment_of_another_context_within_a_data_set_aborts(
+        serve: Any, sqlite_services: Services) -> None:
+    served = serve(sqlite_services)
+    (ds,) = make_study(StudySpec(series=1, instances=1))
+    data = scu.encode_explicit_le(ds)
+    with _associate(served) as sock:
+        sock.sendall(_pdu((1, 0x03, _store_command(ds, 1)), (1, 0x00, data[:100])))
+        sock.sendall(_pdu((3, 0x02, data[100:])))  # PS3.8 9.3.5: not this message's
+        sock.settimeout(10)
+        assert _response(sock) is None, "expected an A-ABORT"
+    assert served.services.archive.count()["instances"] == 0
+    assert scu.store_datasets(served, [ds]) == [0x0000], "the listener stopped serving"
+    assert _staging_empty(served)
