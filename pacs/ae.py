@@ -27,7 +27,7 @@ from pynetdicom import sop_class as sc
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
-from pacs.reactor import EventDrivenRequestHandler, PDataReceiverFactory, receive_into_staging
+from pacs.reactor import EventDrivenRequestHandler, PDataReceiverFactory
 from pacs.scp import responses
 from pacs.scp.acceptance import handle_association_request
 from pacs.scp.commitment import handle_n_action
@@ -38,6 +38,7 @@ from pacs.scp.mwl import handle_mwl
 from pacs.scp.retrieve import handle_get, handle_move
 from pacs.scp.store import handle_store
 from pacs.scp.store_receiver import StoreReceiver
+from pacs.staging import receive_into_staging
 from pacs.tls import server_context
 from ris.services import Services
 from ris.worklist import Worklist

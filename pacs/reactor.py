@@ -29,14 +29,13 @@ Associations we request (C-MOVE sub-operations) keep pynetdicom's loops.
 
 from __future__ import annotations
 
-import hashlib
+import enum
 import logging
 import queue
 import select
 import socket
 import ssl
 import struct
-import tempfile
 import threading
 from collections.abc import Callable
 from copy import deepcopy
@@ -44,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from pynetdicom import dimse_messages, evt
+from pynetdicom import evt
 from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
@@ -56,76 +55,16 @@ LOGGER = logging.getLogger(__name__)
 MAX_WAIT = 0.5
 """Longest block of either loop (seconds): bounds how late timeouts are noticed."""
 
-def _staged_temporary_file(*args: Any, **kwargs: Any) -> Any:
-    """pynetdicom's ``NamedTemporaryFile`` for a received C-STORE data set, placed in the
-    receiving association's staging directory when it has one (see
-    :func:`receive_into_staging`)."""
-    staging = getattr(threading.current_thread(), "staging_dir", None)
-    if staging is not None and "dir" not in kwargs:
-        try:
-            return ReceivedFile(tempfile.NamedTemporaryFile(*args, dir=staging, **kwargs))
-        except OSError:
-            # Object storage is failing: receive as usual; the archive's put will then
-            # report it (0xA700) instead of this thread aborting the association.
-            pass
-    return tempfile.NamedTemporaryFile(*args, **kwargs)
 
+class Received(enum.Enum):
+    """What a :class:`PDataReceiver` did with a P-DATA-TF."""
 
-class ReceivedFile:
-    """The file pynetdicom writes a received data set into, hashed as it is written.
-
-    pynetdicom only calls ``write`` (file meta and every data set fragment), ``file.flush``,
-    ``close`` and ``name`` on it. The SHA-256 of the bytes written is known when the last
-    fragment arrives (:func:`received_digest`), so the archive need not read the file
-    again.
-
-    Starting the file's writeback while it arrives (``sync_file_range`` every 256 KiB or
-    1 MiB) was tried and measured here: more CPU per instance (~12 → ~16 ms at 4
-    associations, the kernel submitting smaller writes in our threads) and lower
-    throughput at 1 and 4 associations, so the fsync alone writes the file out.
-    """
-
-    def __init__(self, wrapped: Any) -> None:
-        self._wrapped = wrapped
-        self.file = wrapped.file
-        self.name = wrapped.name
-        self._digest = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self._digest.update(data)
-        return int(self._wrapped.write(data))
-
-    def close(self) -> None:
-        self._wrapped.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._wrapped, name)
-
-    def hexdigest(self) -> str:
-        return self._digest.hexdigest()
-
-
-def received_digest(request: Any) -> str | None:
-    """SHA-256 of the data set file of a received C-STORE request, if a
-    :class:`ReceivedFile` computed it while it arrived (else ``None``)."""
-    received = getattr(request, "_dataset_file", None)
-    return received.hexdigest() if isinstance(received, ReceivedFile) else None
-
-
-def receive_into_staging() -> None:
-    """Let acceptor associations write received data sets into the object store.
-
-    pynetdicom writes a chunked C-STORE data set (``STORE_RECV_CHUNKED_DATASET``) to a
-    ``NamedTemporaryFile`` in the system temporary directory, which the archive then
-    copies into object storage. Its module's reference is wrapped once per process so
-    that, in the DUL thread of an :class:`EventDrivenDUL` given a ``staging_dir`` (the
-    filesystem store's :meth:`~storage.objects.filesystem.FilesystemStore.staging_dir`),
-    the file is created there instead: the archive then renames it into place (written
-    once, not twice) and takes its digest from :class:`ReceivedFile`. Any other thread
-    gets pynetdicom's behaviour.
-    """
-    if dimse_messages.NamedTemporaryFile is not _staged_temporary_file:
-        dimse_messages.NamedTemporaryFile = _staged_temporary_file  # type: ignore[assignment]
+    DECLINED = "declined"
+    """Nothing: pynetdicom decodes the whole PDU."""
+    TAKEN = "taken"
+    """Handled completely."""
+    DELIVERED = "delivered"
+    """Some PDVs were handed to pynetdicom's DIMSE provider: wake the association."""
 
 
 class PDataReceiver(Protocol):
@@ -134,10 +73,8 @@ class PDataReceiver(Protocol):
     def takes(self) -> bool:
         """Whether the P-DATA-TF just read is for :meth:`receive`."""
 
-    def receive(self, body: memoryview) -> Any:
-        """Handle the PDU's body (valid until the next read); the result's ``value`` is
-        ``"declined"`` (pynetdicom decodes the PDU), ``"taken"``, or ``"delivered"``
-        (part of it reached pynetdicom's DIMSE provider)."""
+    def receive(self, body: memoryview) -> Received:
+        """Handle the PDU's body (a view valid until the next read)."""
 
     def close(self) -> None:
         """The association has ended: release what a message in progress holds."""
@@ -154,7 +91,7 @@ class EventDrivenDUL(DULServiceProvider):
     """pynetdicom's DUL provider, blocking in ``select`` instead of sleeping 1 ms."""
 
     staging_dir: Path | None = None
-    """Where a received C-STORE data set is written (:func:`receive_into_staging`)."""
+    """Where a received C-STORE data set is written (:mod:`pacs.staging`)."""
     p_data_receiver: PDataReceiver | None = None
     """Takes P-DATA-TF PDUs received in Sta6, when set (:meth:`_read_pdu_data`)."""
 
@@ -290,10 +227,10 @@ class EventDrivenDUL(DULServiceProvider):
             self.event_queue.put("Evt17")
             return
         if pdu_type == 0x04 and receiver.takes():
-            outcome = receiver.receive(body).value
-            if outcome == "delivered":
+            outcome = receiver.receive(body)
+            if outcome is Received.DELIVERED:
                 _wake_association(self.assoc)
-            if outcome != "declined":
+            if outcome is not Received.DECLINED:
                 return
         try:
             pdu, event = self._decode_pdu(bytearray(header) + body)

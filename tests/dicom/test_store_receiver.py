@@ -10,7 +10,9 @@ PDUs, pynetdicom's path is used.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import socket
 import ssl
 import struct
@@ -331,4 +333,28 @@ def test_fragment_of_another_context_within_a_data_set_aborts(
         assert _response(sock) is None, "expected an A-ABORT"
     assert served.services.archive.count()["instances"] == 0
     assert scu.store_datasets(served, [ds]) == [0x0000], "the listener stopped serving"
+    assert _staging_empty(served)
+
+
+def test_a_failing_staging_write_is_out_of_resources_and_the_association_goes_on(
+        serve: Any, sqlite_services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    served = serve(sqlite_services)
+    staging = str(Path(served.services.objects.root) / STAGING)
+    real_write = os.write
+
+    def full_disk(fd: int, data: Any) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(staging):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    first, second = make_study(StudySpec(series=1, instances=2))
+    with scu.association(served, [(CTImageStorage, [ExplicitVRLittleEndian])]) as assoc:
+        monkeypatch.setattr(os, "write", full_disk)
+        refused = assoc.send_c_store(first)
+        monkeypatch.undo()
+        stored = assoc.send_c_store(second)
+    assert (refused.Status, stored.Status) == (0xA700, 0x0000)
+    assert "No space left" in refused.ErrorComment
+    assert served.fast_stores == 2
+    assert served.services.archive.count()["instances"] == 1
     assert _staging_empty(served)
