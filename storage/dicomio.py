@@ -8,22 +8,26 @@ The received bytes are stored as they came; this module only reads what the inde
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydicom import dcmread
+from pydicom import config, dcmread, jsonrep
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
+from pydicom.valuerep import VR
 
 from storage.errors import DatasetDoesNotMatchSopClass, UnreadableDataset
+
+log = logging.getLogger(__name__)
 
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 """PS3.5 9.1: components of digits without leading zeros, at most 64 characters."""
@@ -115,8 +119,8 @@ class Header:
 def bulk_paths(ds: Dataset, prefix: str = "") -> dict[int, str]:
     """``id(element)`` → its path (``00880200/0/00281201``) for every element below ``ds``.
 
-    pydicom's bulk data handler is given only the element; this map tells it where the
-    element is. Items are numbered from 0 (as Orthanc's bulk data routes do).
+    Items are numbered from 0 (as Orthanc's bulk data routes do). :func:`dataset_to_json`
+    finds the same paths as it walks; this map is for callers holding only an element.
     """
     paths: dict[int, str] = {}
     for elem in ds:
@@ -128,36 +132,81 @@ def bulk_paths(ds: Dataset, prefix: str = "") -> dict[int, str]:
     return paths
 
 
+_TEXT_VRS = frozenset({VR.AE, VR.AS, VR.CS, VR.DA, VR.DT, VR.LO, VR.LT, VR.SH, VR.ST, VR.TM,
+                       VR.UC, VR.UI, VR.UR, VR.UT})
+"""VRs whose DICOM JSON values are the decoded strings as pydicom holds them (PS3.18 F.2.3)."""
+
+_NUMBER_VRS = frozenset({VR.DS, VR.IS, VR.FL, VR.FD, VR.SL, VR.SS, VR.SV, VR.UL, VR.US,
+                         VR.UV})
+"""VRs whose DICOM JSON values are JSON numbers (PS3.18 F.2.3.1)."""
+
+
 def dataset_to_json(ds: Dataset, bulk_base: str = "") -> dict[str, Any]:
     """DICOM JSON of ``ds`` (PS3.18 F.2) with large binary values as BulkDataURI.
 
     Each URI is ``{bulk_base}/{path}`` (:func:`bulk_paths`); without ``bulk_base`` large
-    values are left out instead.
+    values are left out instead. Elements whose values cannot be represented (e.g. an IS
+    of "1A", or a bad value inside a sequence item) are left out of the JSON header; the
+    stored object keeps them as received.
+
+    The result is exactly what pydicom's ``Dataset.to_json_dict(bulk_data_threshold=1024,
+    bulk_data_element_handler=…, suppress_invalid_tags=True)`` gives, built in one walk
+    that knows each element's path as it goes: the text and number elements that make up
+    almost every header are written directly, the rest (person names, binary values,
+    attribute tags) by pydicom's own per-element code. This runs for every stored instance,
+    and pydicom's generic walk plus a separate pass for the bulk data paths cost about as
+    much as parsing the header.
     """
-    paths = bulk_paths(ds) if bulk_base else {}
-
-    def reference(element: DataElement) -> str:
-        # PS3.18 8.7.3 / F.2.6: bulk data is referenced, WADO-RS serves it from the object.
-        path = paths.get(id(element))
-        return f"{bulk_base}/{path}" if path else ""
-
-    # Elements whose values cannot be represented (e.g. an IS of "1A") are left out of the
-    # JSON header; the stored object keeps them as received.
-    result: dict[str, Any] = ds.to_json_dict(
-        bulk_data_threshold=_BULK_INLINE_LIMIT, bulk_data_element_handler=reference,
-        suppress_invalid_tags=True,
-    )
-    _drop_empty_uris(result)
+    result: dict[str, Any] = {}
+    # Values are converted while walking. A stored header (with ``bulk_base``) keeps the
+    # reading mode its parse had (pydicom's WARN: a UID with a leading zero inside a
+    # sequence item is kept, as the stored object keeps it); other datasets (MPPS
+    # attributes) are converted strictly, and a bad value inside an item drops the sequence.
+    with nullcontext() if bulk_base else config.strict_reading():
+        for elem in ds.elements():
+            tag = f"{elem.tag:08X}"
+            try:
+                if not isinstance(elem, DataElement):  # not converted yet
+                    elem = ds[elem.tag]
+                result[tag] = _element_json(elem, bulk_base, tag)
+            except Exception:  # as suppress_invalid_tags: the element is left out
+                log.debug("element %s left out of the JSON header", tag)
     return result
 
 
-def _drop_empty_uris(result: dict[str, Any]) -> None:
-    for element in result.values():
-        if element.get("BulkDataURI") == "":
-            del element["BulkDataURI"]
-        for item in element.get("Value", ()) if element.get("vr") == "SQ" else ():
-            if isinstance(item, dict):
-                _drop_empty_uris(item)
+def _element_json(elem: DataElement, bulk_base: str, path: str) -> dict[str, Any]:
+    vr = elem.VR
+    if vr in _TEXT_VRS or vr in _NUMBER_VRS:
+        value = elem.value
+        if value is None or value == "":
+            return {"vr": vr}
+        if isinstance(value, str | bytes | int | float):
+            values = [value]
+        else:
+            values = list(value)
+            if not values:
+                return {"vr": vr}
+        if vr in _NUMBER_VRS:
+            values = jsonrep.convert_to_python_number(values, vr)
+        return {"vr": vr, "Value": values}
+    if vr == VR.SQ:
+        return {"vr": vr, "Value": [_item_json(item, bulk_base, f"{path}/{index}/")
+                                    for index, item in enumerate(elem.value)]}
+
+    def reference(_element: DataElement) -> str:
+        # PS3.18 8.7.3 / F.2.6: bulk data is referenced, WADO-RS serves it from the object.
+        return f"{bulk_base}/{path}" if bulk_base else ""
+
+    json_element: dict[str, Any] = elem.to_json_dict(reference, _BULK_INLINE_LIMIT)
+    if json_element.get("BulkDataURI") == "":
+        del json_element["BulkDataURI"]
+    return json_element
+
+
+def _item_json(item: Dataset, bulk_base: str, prefix: str) -> dict[str, Any]:
+    # Unlike the top level, an error here is not caught: it drops the whole sequence.
+    return {f"{elem.tag:08X}": _element_json(elem, bulk_base, f"{prefix}{elem.tag:08X}")
+            for elem in item}
 
 
 @contextmanager

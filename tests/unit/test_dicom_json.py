@@ -1,0 +1,84 @@
+"""The stored DICOM JSON header (PS3.18 F.2) is exactly what pydicom's generic
+``to_json_dict`` gives, though :func:`storage.dicomio.dataset_to_json` builds it in its own
+single walk: checked over every file pydicom ships (odd VRs, sequences, bulk data, bad
+values) and a generated CT, both as parsed at ingest and as raw network datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pydicom.data
+import pytest
+from pydicom import dcmread
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+from storage.dicomio import _BULK_INLINE_LIMIT, bulk_paths, dataset_to_json
+from tests.support.data import StudySpec, make_study, write
+
+FILES = sorted((Path(pydicom.data.__file__).parent / "test_files").rglob("*.dcm"))
+BASE = "/studies/1.2/series/1.3/instances/1.4/bulkdata"
+
+
+def pydicom_json(ds: Dataset, bulk_base: str) -> dict[str, Any]:
+    """The reference: pydicom's own walk, with the bulk data paths found beforehand."""
+    paths = bulk_paths(ds) if bulk_base else {}
+
+    def reference(element: DataElement) -> str:
+        path = paths.get(id(element))
+        return f"{bulk_base}/{path}" if path else ""
+
+    result = ds.to_json_dict(bulk_data_threshold=_BULK_INLINE_LIMIT,
+                             bulk_data_element_handler=reference, suppress_invalid_tags=True)
+
+    def drop_empty(node: dict[str, Any]) -> None:
+        for element in node.values():
+            if element.get("BulkDataURI") == "":
+                del element["BulkDataURI"]
+            for item in element.get("Value", ()) if element.get("vr") == "SQ" else ():
+                drop_empty(item)
+
+    drop_empty(result)
+    return result
+
+
+def _read(path: Path, *, touched: bool) -> Dataset:
+    ds = dcmread(path, stop_before_pixels=True, force=True)
+    if touched:  # as read_header leaves it: every top-level element converted
+        for _elem in ds:
+            pass
+    return ds
+
+
+def _canonical(result: dict[str, Any]) -> str:
+    return json.dumps(result, sort_keys=True, default=repr)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_header_json_is_pydicoms(path: Path) -> None:
+    try:
+        _read(path, touched=True)
+    except Exception:
+        pytest.skip("pydicom cannot parse this file's header")
+    for bulk_base, touched in ((BASE, True), ("", True), ("", False)):
+        expected = _canonical(pydicom_json(_read(path, touched=touched), bulk_base))
+        assert _canonical(dataset_to_json(_read(path, touched=touched), bulk_base)) == expected
+
+
+def test_generated_ct_header(tmp_path: Path) -> None:
+    path = write(make_study(StudySpec(instances=1))[0], tmp_path)
+    ours = dataset_to_json(_read(path, touched=True), BASE)
+    assert ours == pydicom_json(_read(path, touched=True), BASE)
+    assert ours["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "DOE^JANE"}]}
+    assert ours["00280010"]["Value"] == [ours["00280010"]["Value"][0]]
+
+
+def test_invalid_number_is_left_out() -> None:
+    ds = Dataset()
+    ds.add_new(0x00200013, "IS", None)
+    ds[0x00200013]._value = "1A"  # as a lenient read keeps an unconvertible value
+    ds.add_new(0x00080060, "CS", "CT")
+    assert dataset_to_json(ds, BASE) == {"00080060": {"vr": "CS", "Value": ["CT"]}}
