@@ -8,33 +8,25 @@ The received bytes are stored as they came; this module only reads what the inde
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from pydicom import config, dcmread, jsonrep
-from pydicom.dataelem import DataElement
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
-from pydicom.valuerep import VR
 
+from storage.dicomjson import CheckedHeader, check_header, dataset_to_json
 from storage.errors import DatasetDoesNotMatchSopClass, UnreadableDataset
-
-log = logging.getLogger(__name__)
 
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 """PS3.5 9.1: components of digits without leading zeros, at most 64 characters."""
-
-_BULK_INLINE_LIMIT = 1024
-"""Binary values longer than this are sent as BulkDataURI, not inline (as Orthanc and
-dcm4chee do); pydicom applies it to the binary VRs (OB, OD, OF, OL, OV, OW, UN)."""
 
 BULK_URI_PREFIX = '"BulkDataURI":"'
 """How every bulk data reference starts in a stored JSON header.
@@ -78,6 +70,8 @@ class Header:
     study_uid: str
     series_uid: str
     pixel_data: PixelDataLocation | None = None
+    checked: CheckedHeader | None = field(default=None, repr=False)
+    """The elements as :func:`read_header` converted them (their JSON partly built)."""
     _json: str | None = field(default=None, repr=False)
 
     def text(self, keyword: str) -> str:
@@ -107,106 +101,14 @@ class Header:
         encoded with (OW in Implicit VR, PS3.5 A.1), so a viewer sees it exists.
         """
         if self._json is None:
-            result = dataset_to_json(self.dataset, self.bulk_base())
+            result = (self.checked.to_json(self.bulk_base()) if self.checked is not None
+                      else dataset_to_json(self.dataset, self.bulk_base()))
             if self.pixel_data is not None:
                 tag = f"{self.pixel_data.tag:08X}"
                 result[tag] = {"vr": self.pixel_data.vr,
                                "BulkDataURI": f"{self.bulk_base()}/{tag}"}
             self._json = json.dumps(result, separators=(",", ":"))
         return self._json
-
-
-def bulk_paths(ds: Dataset, prefix: str = "") -> dict[int, str]:
-    """``id(element)`` → its path (``00880200/0/00281201``) for every element below ``ds``.
-
-    Items are numbered from 0 (as Orthanc's bulk data routes do). :func:`dataset_to_json`
-    finds the same paths as it walks; this map is for callers holding only an element.
-    """
-    paths: dict[int, str] = {}
-    for elem in ds:
-        path = f"{prefix}{elem.tag:08X}"
-        paths[id(elem)] = path
-        if elem.VR == "SQ":
-            for index, item in enumerate(elem.value):
-                paths.update(bulk_paths(item, f"{path}/{index}/"))
-    return paths
-
-
-_TEXT_VRS = frozenset({VR.AE, VR.AS, VR.CS, VR.DA, VR.DT, VR.LO, VR.LT, VR.SH, VR.ST, VR.TM,
-                       VR.UC, VR.UI, VR.UR, VR.UT})
-"""VRs whose DICOM JSON values are the decoded strings as pydicom holds them (PS3.18 F.2.3)."""
-
-_NUMBER_VRS = frozenset({VR.DS, VR.IS, VR.FL, VR.FD, VR.SL, VR.SS, VR.SV, VR.UL, VR.US,
-                         VR.UV})
-"""VRs whose DICOM JSON values are JSON numbers (PS3.18 F.2.3.1)."""
-
-
-def dataset_to_json(ds: Dataset, bulk_base: str = "") -> dict[str, Any]:
-    """DICOM JSON of ``ds`` (PS3.18 F.2) with large binary values as BulkDataURI.
-
-    Each URI is ``{bulk_base}/{path}`` (:func:`bulk_paths`); without ``bulk_base`` large
-    values are left out instead. Elements whose values cannot be represented (e.g. an IS
-    of "1A", or a bad value inside a sequence item) are left out of the JSON header; the
-    stored object keeps them as received.
-
-    The result is exactly what pydicom's ``Dataset.to_json_dict(bulk_data_threshold=1024,
-    bulk_data_element_handler=…, suppress_invalid_tags=True)`` gives, built in one walk
-    that knows each element's path as it goes: the text and number elements that make up
-    almost every header are written directly, the rest (person names, binary values,
-    attribute tags) by pydicom's own per-element code. This runs for every stored instance,
-    and pydicom's generic walk plus a separate pass for the bulk data paths cost about as
-    much as parsing the header.
-    """
-    result: dict[str, Any] = {}
-    # Values are converted while walking. A stored header (with ``bulk_base``) keeps the
-    # reading mode its parse had (pydicom's WARN: a UID with a leading zero inside a
-    # sequence item is kept, as the stored object keeps it); other datasets (MPPS
-    # attributes) are converted strictly, and a bad value inside an item drops the sequence.
-    with nullcontext() if bulk_base else config.strict_reading():
-        for elem in ds.elements():
-            tag = f"{elem.tag:08X}"
-            try:
-                if not isinstance(elem, DataElement):  # not converted yet
-                    elem = ds[elem.tag]
-                result[tag] = _element_json(elem, bulk_base, tag)
-            except Exception:  # as suppress_invalid_tags: the element is left out
-                log.debug("element %s left out of the JSON header", tag)
-    return result
-
-
-def _element_json(elem: DataElement, bulk_base: str, path: str) -> dict[str, Any]:
-    vr = elem.VR
-    if vr in _TEXT_VRS or vr in _NUMBER_VRS:
-        value = elem.value
-        if value is None or value == "":
-            return {"vr": vr}
-        if isinstance(value, str | bytes | int | float):
-            values = [value]
-        else:
-            values = list(value)
-            if not values:
-                return {"vr": vr}
-        if vr in _NUMBER_VRS:
-            values = jsonrep.convert_to_python_number(values, vr)
-        return {"vr": vr, "Value": values}
-    if vr == VR.SQ:
-        return {"vr": vr, "Value": [_item_json(item, bulk_base, f"{path}/{index}/")
-                                    for index, item in enumerate(elem.value)]}
-
-    def reference(_element: DataElement) -> str:
-        # PS3.18 8.7.3 / F.2.6: bulk data is referenced, WADO-RS serves it from the object.
-        return f"{bulk_base}/{path}" if bulk_base else ""
-
-    json_element: dict[str, Any] = elem.to_json_dict(reference, _BULK_INLINE_LIMIT)
-    if json_element.get("BulkDataURI") == "":
-        del json_element["BulkDataURI"]
-    return json_element
-
-
-def _item_json(item: Dataset, bulk_base: str, prefix: str) -> dict[str, Any]:
-    # Unlike the top level, an error here is not caught: it drops the whole sequence.
-    return {f"{elem.tag:08X}": _element_json(elem, bulk_base, f"{prefix}{elem.tag:08X}")
-            for elem in item}
 
 
 @contextmanager
@@ -235,10 +137,9 @@ def read_header(path: str | Path | BinaryIO) -> Header:
     try:
         with _opened(path) as fp:
             ds = dcmread(fp, stop_before_pixels=True)
-            # Touch every top-level element now so a corrupt header fails here, not later
-            # while building responses.
-            for _elem in ds:
-                pass
+            # Convert every top-level element now so a corrupt header fails here, not
+            # later while building responses.
+            checked = check_header(ds)
             meta = ds.file_meta
             ts = UID(str(meta.get("TransferSyntaxUID", "") or ""))
             implicit, little = ds.original_encoding
@@ -285,6 +186,7 @@ def read_header(path: str | Path | BinaryIO) -> Header:
         study_uid=uid("StudyInstanceUID"),
         series_uid=uid("SeriesInstanceUID"),
         pixel_data=pixels,
+        checked=checked,
     )
 
 
