@@ -7,6 +7,7 @@ The received bytes are stored as they came; this module only reads what the inde
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -15,14 +16,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from storage.dicomjson import CheckedHeader, check_header, dataset_to_json
+from storage.dicomjson import (
+    NUMBER_VRS,
+    TEXT_VRS,
+    CheckedHeader,
+    check_header,
+    dataset_to_json,
+)
 from storage.errors import DatasetDoesNotMatchSopClass, UnreadableDataset
 
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -35,6 +43,11 @@ Stored headers hold BulkDataURI values relative to the DICOMweb service root
 (``/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path}``); the HTTP
 layer makes them absolute by inserting its base URL after this prefix. The prefix cannot
 come from a value: quotes inside JSON strings are always escaped."""
+
+
+@functools.cache
+def _tag_of(keyword: str) -> int | None:
+    return tag_for_keyword(keyword)
 
 
 def is_valid_uid(value: str) -> bool:
@@ -74,7 +87,21 @@ class Header:
     """The elements as :func:`read_header` converted them (their JSON partly built)."""
     _json: str | None = field(default=None, repr=False)
 
+    def _converted(self, keyword: str) -> dict[str, Any] | None:
+        """The element's DICOM JSON if :func:`read_header` converted it from its bytes."""
+        if self.checked is None:
+            return None
+        tag = _tag_of(keyword)
+        return self.checked.ready.get(tag) if tag is not None else None
+
     def text(self, keyword: str) -> str:
+        """The element's value as text (multiple values joined by backslashes)."""
+        ready = self._converted(keyword)
+        if ready is not None and ready["vr"] in TEXT_VRS:
+            # The values pydicom would hold (storage.dicomjson), without converting the
+            # element again: the index takes about twenty of these per instance.
+            values = ready.get("Value") or [""]
+            return str(values[0]).strip() if len(values) == 1 else "\\".join(values)
         value = self.dataset.get(keyword, "")
         if value is None:
             return ""
@@ -83,6 +110,14 @@ class Header:
         return str(value).strip()
 
     def integer(self, keyword: str) -> int | None:
+        """The element's single value as an integer, or ``None``."""
+        ready = self._converted(keyword)
+        if ready is not None and ready["vr"] in NUMBER_VRS:
+            values = ready.get("Value") or []
+            try:
+                return int(values[0]) if len(values) == 1 else None
+            except (TypeError, ValueError):
+                return None
         value = self.dataset.get(keyword)
         try:
             return int(value) if value not in (None, "") else None

@@ -36,11 +36,11 @@ BULK_INLINE_LIMIT = 1024
 """Binary values longer than this are sent as BulkDataURI, not inline (as Orthanc and
 dcm4chee do); pydicom applies it to the binary VRs (OB, OD, OF, OL, OV, OW, UN)."""
 
-_TEXT_VRS = frozenset({VR.AE, VR.AS, VR.CS, VR.DA, VR.DT, VR.LO, VR.LT, VR.SH, VR.ST, VR.TM,
+TEXT_VRS = frozenset({VR.AE, VR.AS, VR.CS, VR.DA, VR.DT, VR.LO, VR.LT, VR.SH, VR.ST, VR.TM,
                        VR.UC, VR.UI, VR.UR, VR.UT})
 """VRs whose DICOM JSON values are the decoded strings as pydicom holds them (PS3.18 F.2.3)."""
 
-_NUMBER_VRS = frozenset({VR.DS, VR.IS, VR.FL, VR.FD, VR.SL, VR.SS, VR.SV, VR.UL, VR.US,
+NUMBER_VRS = frozenset({VR.DS, VR.IS, VR.FL, VR.FD, VR.SL, VR.SS, VR.SV, VR.UL, VR.US,
                          VR.UV})
 """VRs whose DICOM JSON values are JSON numbers (PS3.18 F.2.3.1)."""
 
@@ -162,7 +162,7 @@ def _raw_json(raw: RawDataElement) -> dict[str, Any] | None:
     if vr is None or data is None or not isinstance(data, bytes):
         return None
     if not data:
-        return {"vr": vr} if vr in _TEXT_VRS or vr in _NUMBER_VRS else None
+        return {"vr": vr} if vr in TEXT_VRS or vr in NUMBER_VRS else None
     fmt = _BINARY_NUMBERS.get(vr)
     if fmt is not None:
         size = struct.calcsize(fmt)
@@ -201,7 +201,7 @@ def _raw_json(raw: RawDataElement) -> dict[str, Any] | None:
 
 def _element_json(elem: DataElement, bulk_base: str, path: str) -> dict[str, Any]:
     vr = elem.VR
-    if vr in _TEXT_VRS or vr in _NUMBER_VRS:
+    if vr in TEXT_VRS or vr in NUMBER_VRS:
         value = elem.value
         if value is None or value == "":
             return {"vr": vr}
@@ -211,7 +211,7 @@ def _element_json(elem: DataElement, bulk_base: str, path: str) -> dict[str, Any
             values = list(value)
             if not values:
                 return {"vr": vr}
-        if vr in _NUMBER_VRS:
+        if vr in NUMBER_VRS:
             values = jsonrep.convert_to_python_number(values, vr)
         return {"vr": vr, "Value": values}
     if vr == VR.SQ:

@@ -7,6 +7,7 @@ bench corpus' kind of CT, as read at ingest and as raw network datasets (MPPS)."
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,28 @@ def test_invalid_number_is_left_out() -> None:
     ds[0x00200013]._value = "1A"  # as a lenient read keeps an unconvertible value
     ds.add_new(0x00080060, "CS", "CT")
     assert dataset_to_json(ds, BASE) == {"00080060": {"vr": "CS", "Value": ["CT"]}}
+
+
+INDEXED = ("AccessionNumber", "BodyPartExamined", "InstitutionName", "Modality",
+           "PatientBirthDate", "PatientID", "PatientName", "PatientSex",
+           "ReferringPhysicianName", "SeriesDate", "SeriesDescription", "StationName",
+           "StudyDate", "StudyDescription", "StudyID", "StudyTime", "ImageType",
+           "PixelSpacing", "SliceThickness", "WindowCenter")
+NUMBERS = ("Columns", "InstanceNumber", "NumberOfFrames", "Rows", "SeriesNumber",
+           "BitsAllocated", "SliceThickness", "PixelSpacing")
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_index_values_are_pydicoms(path: Path) -> None:
+    """The index columns read from the elements converted from their bytes are the
+    values pydicom's own conversion gives."""
+    try:
+        header = read_header(path)
+    except Exception:
+        pytest.skip("not an archivable header")
+    reference = replace(header, dataset=_read(path, touched=True), checked=None)
+    for keyword in INDEXED:
+        assert header.text(keyword) == reference.text(keyword), keyword
+    for keyword in NUMBERS:
+        assert header.integer(keyword) == reference.integer(keyword), keyword
