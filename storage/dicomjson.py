@@ -165,7 +165,7 @@ def _raw_json(raw: RawDataElement) -> dict[str, Any] | None:
         return {"vr": vr} if vr in TEXT_VRS or vr in NUMBER_VRS else None
     fmt = _BINARY_NUMBERS.get(vr)
     if fmt is not None:
-        size = struct.calcsize(fmt)
+        size = struct.calcsize("<" + fmt)  # standard sizes, not native ones
         if len(data) % size or raw.tag in _LUT_DESCRIPTORS:
             return None  # wrong length (pydicom raises), or a LUT descriptor it fixes up
         order = "<" if raw.is_little_endian else ">"

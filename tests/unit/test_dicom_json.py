@@ -17,6 +17,7 @@ from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
+from storage import dicomjson
 from storage.dicomio import read_header
 from storage.dicomjson import BULK_INLINE_LIMIT, bulk_paths, dataset_to_json
 from tests.support.data import StudySpec, make_study, write
@@ -85,6 +86,24 @@ def test_ingest_header_json_is_pydicoms(path: Path) -> None:
         del stored[f"{header.pixel_data.tag:08X}"]
     expected = pydicom_json(_read(path, touched=True), header.bulk_base())
     assert _canonical(stored) == _canonical(expected)
+
+
+def _read_header(path: Path) -> str:
+    try:
+        return read_header(path).metadata_json()
+    except Exception as exc:
+        return type(exc).__name__
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_same_headers_refused_as_with_pydicoms_conversion(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Converting plain elements from their bytes neither refuses a header pydicom's
+    conversion accepts nor accepts one it refuses (a number of the wrong length)."""
+    ours = _read_header(path)
+    monkeypatch.setattr(dicomjson, "_raw_json", lambda raw: None)  # all through pydicom
+    assert ours == _read_header(path)
 
 
 def test_generated_ct_header(tmp_path: Path) -> None:
