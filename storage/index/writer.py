@@ -2,7 +2,8 @@
 
 Statements are built once and executed on a Core connection, and the patient/study/series
 keys of recently seen series are cached per process, so a CT series of 300 slices costs
-three upserts once and then one insert, three counter updates and one audit row per slice,
+three upserts once and then one insert (``ON CONFLICT DO NOTHING``: an existing SOP
+Instance UID is looked up only then), three counter updates and one audit row per slice,
 all in the one transaction that also makes the instance visible.
 """
 
@@ -17,8 +18,9 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from storage.audit import append_events, event_values, utcnow
 from storage.dicomio import Header, normalise_name
+from storage.errors import IndexUnavailable
 from storage.index.database import Database
-from storage.index.dialects import insert_ignore
+from storage.index.dialects import insert_ignore, insert_new
 from storage.index.models import Instance, Patient, Revision, Series, Study
 from storage.origin import Origin
 
@@ -50,7 +52,6 @@ ADD_MODALITY = update(_S).where(
     _S.c.id == bindparam("pk"),
     _S.c.modalities.not_like(bindparam("pattern"), escape="|"),
 ).values(modalities=_S.c.modalities + bindparam("suffix"))
-INSERT_INSTANCE = insert(_I)
 INSERT_REVISION = insert(Revision.__table__)
 REPLACE_INSTANCE = update(_I).where(_I.c.id == bindparam("pk"))
 
@@ -69,6 +70,7 @@ class InstanceWriter:
         self._cache: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._insert_new = insert_new(db.dialect, _I, _I.c.sop_instance_uid)
 
     def write(self, h: Header, key: str, size: int, sha256: str,
               origin: Origin) -> StoreOutcome:
@@ -76,13 +78,18 @@ class InstanceWriter:
         patient_id = h.text("PatientID")[:64]
         audit = dict(patient_id=patient_id, study_uid=h.study_uid)
         with self._db.write_connection() as conn:
-            existing = conn.execute(SELECT_EXISTING, {"uid": h.sop_instance_uid}).first()
-            if existing is not None and existing.sha256 == sha256:
-                append_events(conn, [event_values(
-                    origin, "store", "duplicate", **audit,
-                    detail={"sop_instance_uid": h.sop_instance_uid})])
-                return StoreOutcome.DUPLICATE
-            patient_pk, study_pk, series_pk = self._hierarchy(conn, h, patient_id, now)
+            with self._lock:
+                keys = self._cache.get(h.series_uid)
+            existing = None
+            if keys is None:
+                # A series not seen lately: look for the instance before creating any
+                # patient, study or series row for it (a duplicate creates nothing).
+                existing = conn.execute(SELECT_EXISTING, {"uid": h.sop_instance_uid}).first()
+                if existing is not None and existing.sha256 == sha256:
+                    self._audit_duplicate(conn, h, origin, audit)
+                    return StoreOutcome.DUPLICATE
+                keys = self._hierarchy(conn, h, patient_id, now)
+            patient_pk, study_pk, series_pk = keys
             values = dict(
                 series_fk=series_pk, sop_class_uid=h.sop_class_uid,
                 instance_number=h.integer("InstanceNumber"), rows=h.integer("Rows"),
@@ -93,8 +100,19 @@ class InstanceWriter:
                 pixel_data_offset=h.pixel_data.offset if h.pixel_data else None,
                 pixel_data_length=h.pixel_data.length if h.pixel_data else None)
             if existing is None:
-                conn.execute(INSERT_INSTANCE, dict(values, sop_instance_uid=h.sop_instance_uid,
-                                                   revision=1))
+                # In a known series, insert first: a new instance (nearly every one) then
+                # costs one statement, not a lookup and an insert.
+                new_id = conn.execute(self._insert_new, dict(
+                    values, sop_instance_uid=h.sop_instance_uid, revision=1)).scalar()
+                if new_id is None:
+                    existing = conn.execute(SELECT_EXISTING,
+                                            {"uid": h.sop_instance_uid}).first()
+                    if existing is None:  # removed again between the two statements
+                        raise IndexUnavailable("instance changed during the store")
+                    if existing.sha256 == sha256:
+                        self._audit_duplicate(conn, h, origin, audit)
+                        return StoreOutcome.DUPLICATE
+            if existing is None:
                 outcome, detail = StoreOutcome.STORED, {}
             else:
                 # PS3.4 B.4.1 leaves duplicates to the SCP: keep both, the newest wins.
@@ -120,6 +138,12 @@ class InstanceWriter:
         return outcome
 
     @staticmethod
+    def _audit_duplicate(conn: Connection, h: Header, origin: Origin,
+                         audit: dict[str, Any]) -> None:
+        append_events(conn, [event_values(origin, "store", "duplicate", **audit,
+                                          detail={"sop_instance_uid": h.sop_instance_uid})])
+
+    @staticmethod
     def _count(conn: Connection, keys: tuple[int, int, int], n: int, size: int,
                now: Any) -> None:
         _patient_pk, study_pk, series_pk = keys
@@ -143,12 +167,9 @@ class InstanceWriter:
                    now: Any) -> tuple[int, int, int]:
         """Primary keys of the instance's patient, study and series, creating them if new.
 
-        Only committed keys are cached, so a rolled-back creation is never reused.
+        Called for a series whose keys are not cached; only committed keys are cached, so
+        a rolled-back creation is never reused.
         """
-        with self._lock:
-            cached = self._cache.get(h.series_uid)
-        if cached is not None:
-            return cached
         dialect = self._db.dialect
 
         def upsert(table: Any, column: Any, value: str, **values: Any) -> tuple[int, bool]:
