@@ -44,6 +44,12 @@ _HEAD = select(_H.c.last_seq, _H.c.last_hash).where(_H.c.id == 1)
 _LOCK_HEAD = _HEAD.with_for_update()
 _MOVE_HEAD = update(_H).where(_H.c.id == 1).values(last_seq=bindparam("seq"),
                                                    last_hash=bindparam("hash"))
+_APPEND_ONE = update(_H).where(_H.c.id == 1).values(
+    last_seq=bindparam("head_seq"), last_hash=bindparam("head_hash")).add_cte(
+    insert(_E).values({c.name: bindparam(c.name) for c in _E.c if c.name != "id"})
+    .cte("appended"))
+"""One record and the head moved past it in one PostgreSQL statement (a data-modifying
+CTE): a stored instance's audit record costs two round trips, not three."""
 
 
 def canonical(record: dict[str, Any]) -> bytes:
@@ -81,6 +87,9 @@ def append(conn: Connection, events: list[dict[str, Any]]) -> None:
         row = dict(event, seq=seq, prev_hash=prev)
         row["hash"] = prev = chain_hash(prev, row)
         rows.append(row)
+    if len(rows) == 1 and conn.dialect.name == "postgresql":
+        conn.execute(_APPEND_ONE, dict(rows[0], head_seq=seq, head_hash=prev))
+        return
     conn.execute(_INSERT, rows)
     conn.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
 
