@@ -7,7 +7,6 @@ The received bytes are stored as they came; this module only reads what the inde
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydicom import dcmread
-from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
@@ -30,6 +28,7 @@ from storage.dicomjson import (
     CheckedHeader,
     check_header,
     dataset_to_json,
+    tag_of,
 )
 from storage.errors import DatasetDoesNotMatchSopClass, UnreadableDataset
 
@@ -43,11 +42,6 @@ Stored headers hold BulkDataURI values relative to the DICOMweb service root
 (``/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path}``); the HTTP
 layer makes them absolute by inserting its base URL after this prefix. The prefix cannot
 come from a value: quotes inside JSON strings are always escaped."""
-
-
-@functools.cache
-def _tag_of(keyword: str) -> int | None:
-    return tag_for_keyword(keyword)
 
 
 def is_valid_uid(value: str) -> bool:
@@ -91,7 +85,7 @@ class Header:
         """The element's DICOM JSON if :func:`read_header` converted it from its bytes."""
         if self.checked is None:
             return None
-        tag = _tag_of(keyword)
+        tag = tag_of(keyword)
         return self.checked.ready.get(tag) if tag is not None else None
 
     def text(self, keyword: str) -> str:
@@ -175,6 +169,12 @@ def read_header(path: str | Path | BinaryIO) -> Header:
             # Convert every top-level element now so a corrupt header fails here, not
             # later while building responses.
             checked = check_header(ds)
+
+            def value(keyword: str) -> Any:
+                # As converted from the bytes, else as pydicom converts it.
+                single = checked.single(keyword)
+                return single if single is not None else ds.get(keyword, "")
+
             meta = ds.file_meta
             ts = UID(str(meta.get("TransferSyntaxUID", "") or ""))
             implicit, little = ds.original_encoding
@@ -182,10 +182,10 @@ def read_header(path: str | Path | BinaryIO) -> Header:
             if ts and not ts.is_deflated and implicit is not None:
                 pixels = _check_pixel_data(fp, fp.tell(), os.fstat(fp.fileno()).st_size,
                                            bool(implicit), bool(little),
-                                           int(ds.get("BitsAllocated") or 16))
+                                           int(value("BitsAllocated") or 16))
             elif ts and ts.is_deflated and "Rows" in ds and "Columns" in ds:
                 # An image whose pixel data is inside the deflated stream (PS3.5 A.5).
-                bits = int(ds.get("BitsAllocated") or 16)
+                bits = int(value("BitsAllocated") or 16)
                 pixels = PixelDataLocation(0x7FE00010, "OW" if bits > 8 else "OB", None, None,
                                            False)
     except (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError,
@@ -201,18 +201,19 @@ def read_header(path: str | Path | BinaryIO) -> Header:
         raise UnreadableDataset("dataset is empty")
 
     def uid(keyword: str, fallback: str = "") -> str:
-        value = str(ds.get(keyword, "") or fallback).strip().rstrip("\0")
+        found = value(keyword) or (str(meta.get(fallback, "")) if fallback else "")
+        text = str(found or "").strip().rstrip("\0")
         error = UnreadableDataset if garbled else DatasetDoesNotMatchSopClass
-        if not value:
+        if not text:
             raise error(f"{keyword} is missing")
-        if not is_valid_uid(value):
+        if not is_valid_uid(text):
             raise error(f"{keyword} is not a valid UID")
-        return value
+        return text
 
     if not ts:
         raise UnreadableDataset("transfer syntax unknown")
-    sop_class = uid("SOPClassUID", str(meta.get("MediaStorageSOPClassUID", "")))
-    sop_instance = uid("SOPInstanceUID", str(meta.get("MediaStorageSOPInstanceUID", "")))
+    sop_class = uid("SOPClassUID", "MediaStorageSOPClassUID")
+    sop_instance = uid("SOPInstanceUID", "MediaStorageSOPInstanceUID")
     return Header(
         dataset=ds,
         transfer_syntax_uid=str(ts),

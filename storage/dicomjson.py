@@ -18,6 +18,7 @@ every file pydicom ships), built faster in two ways:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import struct
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom import config, jsonrep
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.valuerep import VR
@@ -113,6 +115,25 @@ class CheckedHeader:
             except Exception:  # as suppress_invalid_tags: the element is left out
                 log.debug("element %s left out of the JSON header", key)
         return result
+
+
+    def single(self, keyword: str) -> Any:
+        """The one value of an element converted from its bytes, ``""`` if it is empty;
+        ``None`` if it is absent, multi-valued or was converted by pydicom."""
+        tag = tag_of(keyword)
+        ready = self.ready.get(tag) if tag is not None else None
+        if ready is None:
+            return None
+        values = ready.get("Value")
+        if not values:
+            return ""
+        return values[0] if len(values) == 1 else None
+
+
+@functools.cache
+def tag_of(keyword: str) -> int | None:
+    """The tag of a DICOM keyword (PS3.6), remembered."""
+    return tag_for_keyword(keyword)
 
 
 def check_header(ds: Dataset) -> CheckedHeader:
