@@ -28,7 +28,8 @@ from ris.models import Order, PerformedStep, ScheduledStep
 from ris.orders import Orders
 from ris.workflow import TRANSITIONS, OrderStatus
 from storage.audit import utcnow
-from storage.dicomio import dataset_to_json, is_valid_uid
+from storage.dicomio import is_valid_uid
+from storage.dicomjson import dataset_to_json
 from storage.index.database import Database
 from storage.origin import Origin
 

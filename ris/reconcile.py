@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 
 from ris._audit import audit_change
 from ris.errors import InvalidTransition
@@ -48,6 +48,16 @@ class StudyView:
     order_accession: str
 
 
+_ORDER_OF_ACCESSION = (
+    select(Order.linked_study_uid, Order.status, RisPatient.patient_id, RisPatient.name,
+           RisPatient.birth_date, RisPatient.sex)
+    .join(RisPatient, Order.patient_fk == RisPatient.id)
+    .where(Order.accession_number == bindparam("accession"))
+)
+"""The order an arriving instance's Accession Number names, with its patient's
+demographics (accession numbers are unique, so at most one row)."""
+
+
 def _demographics(patient: RisPatient) -> Demographics:
     return Demographics(patient.patient_id, patient.name, patient.birth_date, patient.sex)
 
@@ -65,15 +75,15 @@ class Reconciler:
         if not result.accession_number:
             return
         # Most instances need no change: look first, so the ingest path takes no write
-        # lock for them (one read per instance with an accession number).
-        with self._db.read() as s:
-            row = s.execute(select(Order.linked_study_uid, Order.status, RisPatient)
-                            .join(RisPatient, Order.patient_fk == RisPatient.id)
-                            .where(Order.accession_number == result.accession_number)).first()
+        # lock for them (one read per instance with an accession number, on a Core
+        # connection with a statement built once: it runs for every stored instance).
+        with self._db.read_connection() as conn:
+            row = conn.execute(_ORDER_OF_ACCESSION,
+                               {"accession": result.accession_number}).first()
         if row is None:
             return
         if row.linked_study_uid and OrderStatus(row.status) not in _BEFORE_EXAM:
-            demographics = _demographics(row.RisPatient)
+            demographics = Demographics(row.patient_id, row.name, row.birth_date, row.sex)
             if result.demographics != demographics:
                 self._archive.correct_study(result.study_uid, demographics, origin,
                                             instance_uid=result.sop_instance_uid)

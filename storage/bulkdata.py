@@ -1,7 +1,7 @@
 """Bulk data values of archived instances (PS3.18 8.7.3 / 10.4, BulkDataURI targets).
 
 Stored JSON headers reference binary values longer than 1 KiB by a tag path
-(:func:`storage.dicomio.bulk_paths`): tags and 0-based item numbers, such as
+(:func:`storage.dicomjson.bulk_paths`): tags and 0-based item numbers, such as
 ``00880200/0/7FE00010``. Those elements are all in the header, before the pixel data, so
 they are read with ``stop_before_pixels``; pixel data itself is served by
 :mod:`storage.frames`.

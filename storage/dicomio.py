@@ -18,19 +18,22 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydicom import dcmread
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from storage.dicomjson import (
+    NUMBER_VRS,
+    TEXT_VRS,
+    CheckedHeader,
+    check_header,
+    dataset_to_json,
+    tag_of,
+)
 from storage.errors import DatasetDoesNotMatchSopClass, UnreadableDataset
 
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 """PS3.5 9.1: components of digits without leading zeros, at most 64 characters."""
-
-_BULK_INLINE_LIMIT = 1024
-"""Binary values longer than this are sent as BulkDataURI, not inline (as Orthanc and
-dcm4chee do); pydicom applies it to the binary VRs (OB, OD, OF, OL, OV, OW, UN)."""
 
 BULK_URI_PREFIX = '"BulkDataURI":"'
 """How every bulk data reference starts in a stored JSON header.
@@ -74,9 +77,25 @@ class Header:
     study_uid: str
     series_uid: str
     pixel_data: PixelDataLocation | None = None
+    checked: CheckedHeader | None = field(default=None, repr=False)
+    """The elements as :func:`read_header` converted them (their JSON partly built)."""
     _json: str | None = field(default=None, repr=False)
 
+    def _converted(self, keyword: str) -> dict[str, Any] | None:
+        """The element's DICOM JSON if :func:`read_header` converted it from its bytes."""
+        if self.checked is None:
+            return None
+        tag = tag_of(keyword)
+        return self.checked.ready.get(tag) if tag is not None else None
+
     def text(self, keyword: str) -> str:
+        """The element's value as text (multiple values joined by backslashes)."""
+        ready = self._converted(keyword)
+        if ready is not None and ready["vr"] in TEXT_VRS:
+            # The values pydicom would hold (storage.dicomjson), without converting the
+            # element again: the index takes about twenty of these per instance.
+            values = ready.get("Value") or [""]
+            return str(values[0]).strip() if len(values) == 1 else "\\".join(values)
         value = self.dataset.get(keyword, "")
         if value is None:
             return ""
@@ -85,6 +104,14 @@ class Header:
         return str(value).strip()
 
     def integer(self, keyword: str) -> int | None:
+        """The element's single value as an integer, or ``None``."""
+        ready = self._converted(keyword)
+        if ready is not None and ready["vr"] in NUMBER_VRS:
+            values = ready.get("Value") or []
+            try:
+                return int(values[0]) if len(values) == 1 else None
+            except (TypeError, ValueError):
+                return None
         value = self.dataset.get(keyword)
         try:
             return int(value) if value not in (None, "") else None
@@ -103,61 +130,14 @@ class Header:
         encoded with (OW in Implicit VR, PS3.5 A.1), so a viewer sees it exists.
         """
         if self._json is None:
-            result = dataset_to_json(self.dataset, self.bulk_base())
+            result = (self.checked.to_json(self.bulk_base()) if self.checked is not None
+                      else dataset_to_json(self.dataset, self.bulk_base()))
             if self.pixel_data is not None:
                 tag = f"{self.pixel_data.tag:08X}"
                 result[tag] = {"vr": self.pixel_data.vr,
                                "BulkDataURI": f"{self.bulk_base()}/{tag}"}
             self._json = json.dumps(result, separators=(",", ":"))
         return self._json
-
-
-def bulk_paths(ds: Dataset, prefix: str = "") -> dict[int, str]:
-    """``id(element)`` → its path (``00880200/0/00281201``) for every element below ``ds``.
-
-    pydicom's bulk data handler is given only the element; this map tells it where the
-    element is. Items are numbered from 0 (as Orthanc's bulk data routes do).
-    """
-    paths: dict[int, str] = {}
-    for elem in ds:
-        path = f"{prefix}{elem.tag:08X}"
-        paths[id(elem)] = path
-        if elem.VR == "SQ":
-            for index, item in enumerate(elem.value):
-                paths.update(bulk_paths(item, f"{path}/{index}/"))
-    return paths
-
-
-def dataset_to_json(ds: Dataset, bulk_base: str = "") -> dict[str, Any]:
-    """DICOM JSON of ``ds`` (PS3.18 F.2) with large binary values as BulkDataURI.
-
-    Each URI is ``{bulk_base}/{path}`` (:func:`bulk_paths`); without ``bulk_base`` large
-    values are left out instead.
-    """
-    paths = bulk_paths(ds) if bulk_base else {}
-
-    def reference(element: DataElement) -> str:
-        # PS3.18 8.7.3 / F.2.6: bulk data is referenced, WADO-RS serves it from the object.
-        path = paths.get(id(element))
-        return f"{bulk_base}/{path}" if path else ""
-
-    # Elements whose values cannot be represented (e.g. an IS of "1A") are left out of the
-    # JSON header; the stored object keeps them as received.
-    result: dict[str, Any] = ds.to_json_dict(
-        bulk_data_threshold=_BULK_INLINE_LIMIT, bulk_data_element_handler=reference,
-        suppress_invalid_tags=True,
-    )
-    _drop_empty_uris(result)
-    return result
-
-
-def _drop_empty_uris(result: dict[str, Any]) -> None:
-    for element in result.values():
-        if element.get("BulkDataURI") == "":
-            del element["BulkDataURI"]
-        for item in element.get("Value", ()) if element.get("vr") == "SQ" else ():
-            if isinstance(item, dict):
-                _drop_empty_uris(item)
 
 
 @contextmanager
@@ -186,10 +166,15 @@ def read_header(path: str | Path | BinaryIO) -> Header:
     try:
         with _opened(path) as fp:
             ds = dcmread(fp, stop_before_pixels=True)
-            # Touch every top-level element now so a corrupt header fails here, not later
-            # while building responses.
-            for _elem in ds:
-                pass
+            # Convert every top-level element now so a corrupt header fails here, not
+            # later while building responses.
+            checked = check_header(ds)
+
+            def value(keyword: str) -> Any:
+                # As converted from the bytes, else as pydicom converts it.
+                single = checked.single(keyword)
+                return single if single is not None else ds.get(keyword, "")
+
             meta = ds.file_meta
             ts = UID(str(meta.get("TransferSyntaxUID", "") or ""))
             implicit, little = ds.original_encoding
@@ -197,10 +182,10 @@ def read_header(path: str | Path | BinaryIO) -> Header:
             if ts and not ts.is_deflated and implicit is not None:
                 pixels = _check_pixel_data(fp, fp.tell(), os.fstat(fp.fileno()).st_size,
                                            bool(implicit), bool(little),
-                                           int(ds.get("BitsAllocated") or 16))
+                                           int(value("BitsAllocated") or 16))
             elif ts and ts.is_deflated and "Rows" in ds and "Columns" in ds:
                 # An image whose pixel data is inside the deflated stream (PS3.5 A.5).
-                bits = int(ds.get("BitsAllocated") or 16)
+                bits = int(value("BitsAllocated") or 16)
                 pixels = PixelDataLocation(0x7FE00010, "OW" if bits > 8 else "OB", None, None,
                                            False)
     except (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError,
@@ -216,18 +201,19 @@ def read_header(path: str | Path | BinaryIO) -> Header:
         raise UnreadableDataset("dataset is empty")
 
     def uid(keyword: str, fallback: str = "") -> str:
-        value = str(ds.get(keyword, "") or fallback).strip().rstrip("\0")
+        found = value(keyword) or (str(meta.get(fallback, "")) if fallback else "")
+        text = str(found or "").strip().rstrip("\0")
         error = UnreadableDataset if garbled else DatasetDoesNotMatchSopClass
-        if not value:
+        if not text:
             raise error(f"{keyword} is missing")
-        if not is_valid_uid(value):
+        if not is_valid_uid(text):
             raise error(f"{keyword} is not a valid UID")
-        return value
+        return text
 
     if not ts:
         raise UnreadableDataset("transfer syntax unknown")
-    sop_class = uid("SOPClassUID", str(meta.get("MediaStorageSOPClassUID", "")))
-    sop_instance = uid("SOPInstanceUID", str(meta.get("MediaStorageSOPInstanceUID", "")))
+    sop_class = uid("SOPClassUID", "MediaStorageSOPClassUID")
+    sop_instance = uid("SOPInstanceUID", "MediaStorageSOPInstanceUID")
     return Header(
         dataset=ds,
         transfer_syntax_uid=str(ts),
@@ -236,6 +222,7 @@ def read_header(path: str | Path | BinaryIO) -> Header:
         study_uid=uid("StudyInstanceUID"),
         series_uid=uid("SeriesInstanceUID"),
         pixel_data=pixels,
+        checked=checked,
     )
 
 

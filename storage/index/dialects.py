@@ -20,6 +20,19 @@ def insert_ignore(engine_dialect: str, table: Any, **values: Any) -> Insert:
     return insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
 
 
+def insert_new(engine_dialect: str, table: Any, key: Any) -> Insert:
+    """``INSERT … ON CONFLICT (key) DO NOTHING RETURNING id``, values bound at execution.
+
+    One round trip where "look for the row, insert it if absent" takes two: it returns the
+    new row's id, or no row when ``key`` exists (another unique column's conflict still
+    fails). A concurrent insert of the same key waits for the other transaction instead
+    of failing on the unique constraint.
+    """
+    table = getattr(table, "__table__", table)
+    insert = postgresql.insert if engine_dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c.id)
+
+
 POSTGRES_CONNECT_ARGS = {"options": "-c random_page_cost=1.1"}
 """Per-session planner costs for PostgreSQL.
 

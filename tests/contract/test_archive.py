@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydicom import dcmread
 
-from ris.services import Services
+from ris.services import Services, build_services
 from storage.archive import StoreOutcome
 from storage.errors import DatasetDoesNotMatchSopClass, UnreadableDataset
 from storage.index.query import Level, Query
@@ -89,6 +89,31 @@ def test_different_object_same_uid_becomes_a_revision(services: Services,
     services.audit.flush()
     assert [e.outcome for e in services.audit.events(action="store")][:2] == [
         "revised", "stored"]
+
+
+def test_resend_to_another_process(services: Services, tmp_path: Path) -> None:
+    """A second process (no cached series keys) sees the same duplicate and revision,
+    and a duplicate there creates no patient, study or series row."""
+    ds = dcmread(real_file("CT_small.dcm"))
+    first = write(ds, tmp_path / "a")
+    assert services.archive.store(first, ORIGIN).outcome is StoreOutcome.STORED
+    other = build_services(services.settings)
+    try:
+        assert other.archive.store(first, ORIGIN).outcome is StoreOutcome.DUPLICATE
+        assert other.archive.count() == {"patients": 1, "studies": 1, "series": 1,
+                                         "instances": 1}
+        ds.SeriesDescription = "corrected"
+        second = write(ds, tmp_path / "b")
+        third = build_services(services.settings)
+        try:
+            assert third.archive.store(second, ORIGIN).outcome is StoreOutcome.REVISED
+        finally:
+            third.close()
+        # The first process's cached keys still hold: its re-send is a duplicate too.
+        assert services.archive.store(second, ORIGIN).outcome is StoreOutcome.DUPLICATE
+        assert other.archive.count()["instances"] == 1
+    finally:
+        other.close()
 
 
 @pytest.mark.parametrize("mutate, error", [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,27 @@ def test_storage_failure_gives_a700_and_indexes_nothing(sqlite_listener: Listene
         root.unlink()
         moved.rename(root)
     assert _send(sqlite_listener, real_file("CT_small.dcm")) == 0x0000
+
+
+def test_fsync_failure_while_the_header_is_parsed_gives_a700(
+        sqlite_listener: Listener, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The object is made durable (fsync, rename, directory fsync) in a helper thread
+    while the header is parsed; if that fails, the store fails and nothing is indexed."""
+    services = sqlite_listener.services
+    synced: list[int] = []
+
+    def failing_fsync(fd: int) -> None:
+        synced.append(fd)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("storage.objects.filesystem.os.fsync", failing_fsync)
+    assert _send(sqlite_listener, real_file("CT_small.dcm")) == 0xA700
+    assert synced  # the failure came from the object's fsync
+    assert services.archive.count()["instances"] == 0
+    assert services.objects.keys() == []
+    monkeypatch.undo()
+    assert _send(sqlite_listener, real_file("CT_small.dcm")) == 0x0000
+    assert services.archive.count()["instances"] == 1
 
 
 CRASH = """
