@@ -3,6 +3,8 @@ writer's step, keep-alive reuse, and a cut answer when an object is not its inde
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -16,7 +18,7 @@ from ris.services import Services
 from storage.corrections import Demographics
 from storage.index.query import Level, Query
 from storage.origin import CLI
-from tests.http.dicomweb_support import DICOM_MULTIPART, live_server, split_multipart
+from tests.http.dicomweb_support import DICOM_MULTIPART, live_server, split_multipart, trust
 from tests.support.data import StudySpec, make_instance, make_study, write
 from viewer_api import create_app
 from viewer_api.dicomweb import multipart
@@ -93,6 +95,29 @@ def test_a_live_server_streams_large_objects_over_one_kept_alive_connection(
             assert int(response.headers["content-length"]) == len(body)
             parts = split_multipart(body, response.headers["content-type"])
             assert sorted(parts) == sorted(originals.values())
+
+
+def test_a_tls_server_streams_the_same_objects(sqlite_services: Services,
+                                               tmp_path: Path) -> None:
+    """Over HTTPS the pieces go through the TLS transport, which queues them by reference
+    as well: the body is still exact and byte for byte."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl (to make a test certificate) is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    spec, originals = _store_study(sqlite_services, tmp_path / "in", big_rows=2600)
+    with live_server(sqlite_services, tls=(cert, key)) as base, \
+            httpx.Client(base_url=base, verify=trust(cert)) as http:
+        response = http.get(f"/dicomweb/studies/{spec.study_uid}",
+                            headers={"accept": DICOM_MULTIPART})
+    assert response.status_code == 200
+    assert int(response.headers["content-length"]) == len(response.content)
+    parts = split_multipart(response.content, response.headers["content-type"])
+    assert sorted(parts) == sorted(originals.values())
 
 
 @pytest.mark.parametrize("change", [-100, +100])
