@@ -3,8 +3,11 @@ writer's step, keep-alive reuse, and a cut answer when an object is not its inde
 
 from __future__ import annotations
 
+import gc
+import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -95,6 +98,40 @@ def test_a_live_server_streams_large_objects_over_one_kept_alive_connection(
             assert int(response.headers["content-length"]) == len(body)
             parts = split_multipart(body, response.headers["content-type"])
             assert sorted(parts) == sorted(originals.values())
+
+
+def _open_objects(services: Services) -> int:
+    """Objects of ``services`` this process (and so the in-thread server) has open."""
+    root = services.objects.url.removeprefix("file://")
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith(root)
+        except OSError:
+            pass
+    return count
+
+
+def test_a_client_leaving_mid_study_leaves_no_object_open(sqlite_services: Services,
+                                                          tmp_path: Path) -> None:
+    """The client reads the first piece of a study of objects larger than a piece, then
+    closes the connection: the server stops, closes the object it was reading, and
+    keeps answering."""
+    spec, originals = _store_study(sqlite_services, tmp_path / "in", big_rows=2600)
+    url = f"/dicomweb/studies/{spec.study_uid}"
+    with live_server(sqlite_services) as base:
+        for _ in range(3):
+            with httpx.Client(base_url=base) as http, \
+                    http.stream("GET", url, headers={"accept": DICOM_MULTIPART}) as response:
+                next(response.iter_raw(65536))
+        deadline = time.monotonic() + 10
+        while _open_objects(sqlite_services) and time.monotonic() < deadline:
+            gc.collect()
+            time.sleep(0.05)
+        assert _open_objects(sqlite_services) == 0
+        again = httpx.get(base + url, headers={"accept": DICOM_MULTIPART})
+        assert sorted(split_multipart(again.content, again.headers["content-type"])) == \
+            sorted(originals.values())
 
 
 def test_a_tls_server_streams_the_same_objects(sqlite_services: Services,
