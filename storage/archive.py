@@ -316,9 +316,12 @@ class Archive:
             Instance.object_key, Instance.size, Study.corrected_at, Patient.patient_id,
             Patient.patient_name, Patient.birth_date, Patient.sex, Study.accession_number,
             maintain_column_froms=True)
-        with self.db.read() as s:
+        # A Core connection, not an ORM session: plain rows are all this needs, and for
+        # a study of hundreds of instances the session's row processing was a third of
+        # the lookup.
+        with self.db.read_connection() as conn:
             refs = [InstanceRef(*row[:5], coerce=_coercion(row[5:]))
-                    for row in s.execute(stmt)]
+                    for row in conn.execute(stmt)]
         self.audit.record(origin, action, "ok",
                           patient_id=query.filters.get("PatientID", ""),
                           study_uid=query.filters.get("StudyInstanceUID", "")[:64],

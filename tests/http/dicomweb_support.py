@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -20,23 +21,32 @@ from viewer_api import create_app
 DICOM_MULTIPART = 'multipart/related; type="application/dicom"'
 
 
+def trust(certificate: Path) -> ssl.SSLContext:
+    """A client TLS context that trusts exactly ``certificate`` (a self-signed test one)."""
+    return ssl.create_default_context(cafile=str(certificate))
+
+
 @contextmanager
-def live_server(services: Services) -> Iterator[str]:
+def live_server(services: Services, *, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
     """``create_app(services)`` served by uvicorn on a free loopback port; yields the base URL.
 
     The server runs in a background thread; it is stopped with ``should_exit`` and joined.
+    ``tls`` is ``(certificate, key)`` to serve HTTPS (the base URL is then ``https://``).
     """
     port = free_port()
     config = uvicorn.Config(create_app(services), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="off")
+                            log_level="warning", lifespan="off",
+                            ssl_certfile=str(tls[0]) if tls else None,
+                            ssl_keyfile=str(tls[1]) if tls else None)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
-    base = f"http://127.0.0.1:{port}"
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
         try:
-            if httpx.get(f"{base}/api/health", timeout=2).status_code < 500:
+            if httpx.get(f"{base}/api/health", timeout=2,
+                         verify=trust(tls[0]) if tls else True).status_code < 500:
                 break
         except httpx.TransportError:
             pass

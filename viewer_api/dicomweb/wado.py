@@ -29,7 +29,7 @@ from storage.index.query import Level, Query
 from storage.origin import Origin
 from storage.transcode import TARGETS, can_transcode, transcode
 from viewer_api.deps import OriginDep, ServicesDep
-from viewer_api.dicomweb.multipart import media_ranges, new_boundary, write_parts
+from viewer_api.dicomweb.multipart import body_length, media_ranges, new_boundary, write_parts
 from viewer_api.dicomweb.params import check_uid
 from viewer_api.dicomweb.qido import DICOM_JSON, require_json, service_url
 
@@ -83,11 +83,15 @@ def target_syntax(stored: str, syntaxes: set[str] | None) -> str | None:
     return None
 
 
+def _content_type(syntax: str) -> str:
+    return f"{DICOM}; transfer-syntax={syntax}"
+
+
 def _parts(archive: Archive, plan: list[tuple[InstanceRef, str]]
            ) -> Iterator[tuple[str, int, BinaryIO]]:
     """Each object's part, opened (and transcoded if asked) only when the writer reaches it."""
     for ref, syntax in plan:
-        content_type = f"{DICOM}; transfer-syntax={syntax}"
+        content_type = _content_type(syntax)
         size, stream = archive.payload(ref)  # as stored, or with corrected demographics
         if syntax == ref.transfer_syntax_uid:
             yield content_type, size, stream
@@ -118,9 +122,16 @@ def _retrieve(request: Request, services: Services, origin: Origin,
                                  f"{', '.join(missing)}; available: the stored syntax, "
                                  f"{', '.join(sorted(TARGETS))}")
     boundary = new_boundary()
+    headers = None
+    if all(syntax == ref.transfer_syntax_uid and not ref.coerce for ref, syntax in plan):
+        # Every part is the object as stored, whose size the index holds: the whole
+        # length is known, so no chunked framing (and its copy of every chunk).
+        length = body_length(((_content_type(r.transfer_syntax_uid), r.size) for r in refs),
+                             boundary)
+        headers = {"Content-Length": str(length)}
     return StreamingResponse(
         write_parts(_parts(archive, [(r, str(t)) for r, t in plan]), boundary),
-        media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}')
+        headers=headers, media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}')
 
 
 def _json_array(first: str, rest: Iterator[str], service: str) -> Iterator[bytes]:
