@@ -9,7 +9,7 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-from storage.index.match import Match
+from storage.index.match import BINARY_VRS, Match
 from storage.index.query import ATTRS, DEPTH, UNIQUE_KEY, Level, allowed
 
 
@@ -57,11 +57,21 @@ def columns(level: Level, keys: Iterable[str]) -> list[Any]:
     return [attr.source for _k, _t, _vr, attr in _plan(level, tuple(keys)) if attr is not None]
 
 
+@lru_cache(maxsize=256)
+def _text_layout(level: Level, keys: tuple[str, ...]) -> tuple[tuple[int, str], ...] | None:
+    """``(tag, VR)`` of a column-only match when every one is a text VR (for
+    :attr:`Match.layout`); ``None`` when some index column is binary (Rows, Columns)."""
+    layout = tuple((tag, vr) for _k, tag, vr, _attr in _plan(level, keys))
+    return None if any(vr in BINARY_VRS for _tag, vr in layout) else layout
+
+
 def from_columns(level: Level, keys: Iterable[str], values: Iterable[Any]) -> Match:
     """A match from one row of :func:`columns` (every key is an index column)."""
     row = iter(values)
+    shape = tuple(keys)
     return Match(level, [(tag, vr, _value(attr, next(row)) if attr is not None else None)
-                         for _k, tag, vr, attr in _plan(level, tuple(keys))])
+                         for _k, tag, vr, attr in _plan(level, shape)],
+                 layout=_text_layout(level, shape))
 
 
 def build(level: Level, row: tuple[Any, ...], keys: Iterable[str],
