@@ -14,12 +14,15 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Any
 
+from pydicom.datadict import tag_for_keyword
 from sqlalchemy import Select
 
 from storage.index import results
-from storage.index.query import Query, build_select, shape
+from storage.index.database import Database
+from storage.index.query import Level, Query, build_select, shape
 
 _MAX = 256
 """Shapes kept per process: a client's few query forms, plus QIDO paging offsets."""
@@ -56,3 +59,39 @@ def find_statement(query: Query, keys: Sequence[str], *, cap: int,
         if len(_cache) > _MAX:
             _cache.popitem(last=False)
     return stmt, values
+
+
+STUDY_RETURN_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                     "StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber", "StudyID",
+                     "StudyDescription", "ReferringPhysicianName", "ModalitiesInStudy",
+                     "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances")
+"""The study-level keys a viewer typically asks for (PS3.4 C.6.2.1.2 required and unique
+keys plus the usual optional ones)."""
+
+
+def warm(db: Database, *, cap: int, today: date | None = None) -> int:
+    """Run the common study-level query shapes once, without answering anyone.
+
+    The first query of a new process paid for everything done once: SQLAlchemy's mapper
+    configuration, the pooled connection and its pragmas, compiling the statement, index
+    pages read from disk: 130 ms for a PatientID query at 5,000 studies, then 10 ms for each
+    further shape, against 1-4 ms warm. A DICOM worker does this before it accepts
+    associations. Nothing is audited: no patient data leaves the process. Returns the
+    number of shapes run.
+    """
+    day = today or date.today()
+    return_keys = sorted(STUDY_RETURN_KEYS, key=tag_for_keyword)  # an identifier's order
+    month_ago = (day - timedelta(days=30)).strftime("%Y%m%d")
+    blank = dict.fromkeys(return_keys, "")
+    shapes = [{"PatientID": "-"}, {"PatientName": "-*"},
+              {"StudyDate": f"{month_ago}-{day:%Y%m%d}"}, {"StudyDate": f"{day:%Y%m%d}"}]
+    with db.read_connection() as conn:
+        for matching in shapes:
+            query = Query(Level.STUDY, {**blank, **matching}, return_keys)
+            keys = results.response_keys(query.level, query.return_keys)
+            stmt, values = find_statement(query, keys, cap=cap,
+                                          columns_only=not results.needs_header(query.level,
+                                                                                keys))
+            for _row in conn.execute(stmt, values):
+                pass
+    return len(shapes)
