@@ -21,7 +21,6 @@ response goes through pynetdicom unchanged.
 
 from __future__ import annotations
 
-import ssl
 import struct
 import time
 from typing import Any
@@ -154,9 +153,8 @@ class _Outbox:
     a state-machine action, a generic PDU encoder and a ``send`` call, more CPU than
     finding and encoding the match, and all of it contending for the GIL with the
     thread that produces the matches. Here the responses' PDUs are encoded at once and
-    written in batches of up to the peer's maximum PDU length (at least
-    :data:`_BATCH_BYTES`), each with one ``send``: by this thread when nothing else is
-    queued (:meth:`_write_now`), else by the DUL thread after what is queued. Anything else sent
+    handed to the DUL in batches of up to the peer's maximum PDU length (at least
+    :data:`_BATCH_BYTES`), which writes each batch with one ``send``. Anything else sent
     on the association first flushes what is waiting, so the order of messages never
     changes (PS3.8 9.3.5); a final response goes out with the last batch.
     """
@@ -191,29 +189,7 @@ class _Outbox:
     def flush(self) -> None:
         if self._wire:
             wire, self._wire, self._size = b"".join(self._wire), [], 0
-            if not self._write_now(wire):
-                self._dul.send_pdu(EncodedPDUs(wire))
-
-    def _write_now(self, wire: bytes) -> bool:
-        """Write ``wire`` to the peer from this (the association's) thread, if that is
-        the same as queueing it: nothing is queued before it and the association is in
-        data transfer (PS3.8 Sta6, where sending P-DATA changes no state).
-
-        Queueing it woke the DUL thread for every batch, and the two threads then handed
-        the GIL back and forth; on a busy machine each hand-over could cost a scheduler
-        slice. Plain TCP only: a TLS connection must not be written by one thread while
-        the DUL thread reads it.
-        """
-        dul = self._dul
-        transport = dul.socket
-        if transport is None or not dul.to_provider_queue.empty():
-            return False
-        sock = transport.socket
-        if sock is None or isinstance(sock, ssl.SSLSocket) or \
-                dul.state_machine.current_state != "Sta6":
-            return False
-        transport.send(wire)  # a broken connection becomes Evt17 for the DUL, as queued
-        return True
+            self._dul.send_pdu(EncodedPDUs(wire))
 
 
 class PendingResponses:
