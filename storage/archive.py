@@ -45,6 +45,8 @@ from storage.objects import ObjectStore
 from storage.origin import Origin
 
 log = logging.getLogger(__name__)
+_FETCH = 64
+"""Rows of a column-only find fetched at a time: one driver call per batch, not per row."""
 
 
 @dataclass(frozen=True)
@@ -279,9 +281,12 @@ class Archive:
         if not with_header:
             # A Core connection: the rows are plain columns, the ORM session would only
             # add per-query work.
+            read = results.column_reader(query.level, keys)
             with self.db.read_connection() as conn:
-                for row in conn.execute(stmt, values):
-                    yield results.from_columns(query.level, keys, row)
+                result = conn.execute(stmt, values)
+                while rows := result.fetchmany(_FETCH):
+                    for row in rows:
+                        yield read(row)
             return
         with self.db.read() as s:
             for row in s.execute(stmt, values):
