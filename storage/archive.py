@@ -38,12 +38,15 @@ from storage.index import results
 from storage.index.database import Database
 from storage.index.match import Match
 from storage.index.models import Instance, Patient, Series, Study
+from storage.index.prepared import find_statement
 from storage.index.query import Level, Query, build_select
 from storage.index.writer import InstanceWriter, StoreOutcome
 from storage.objects import ObjectStore
 from storage.origin import Origin
 
 log = logging.getLogger(__name__)
+_FETCH = 64
+"""Rows of a column-only find fetched at a time: one driver call per batch, not per row."""
 
 
 @dataclass(frozen=True)
@@ -266,12 +269,11 @@ class Archive:
     def _find(self, query: Query, origin: Origin) -> Iterator[Match]:
         keys = results.response_keys(query.level, query.return_keys)
         with_header = results.needs_header(query.level, keys)
-        stmt = build_select(query, cap=self.find_limit)
-        if not with_header:
-            # Every requested key is an index column: read those columns only, not whole
-            # entities (nor the JSON header, the bulk of an instance row).
-            stmt = stmt.with_only_columns(*results.columns(query.level, keys),
-                                          maintain_column_froms=True)
+        # When every requested key is an index column, read those columns only, not whole
+        # entities (nor the JSON header, the bulk of an instance row). The statement is
+        # built once per query shape (storage.index.prepared).
+        stmt, values = find_statement(query, keys, cap=self.find_limit,
+                                      columns_only=not with_header)
         self.audit.record(origin, "query", "ok", patient_id=query.filters.get("PatientID", ""),
                           study_uid=query.filters.get("StudyInstanceUID", "")[:64],
                           detail={"level": query.level.value,
@@ -279,12 +281,15 @@ class Archive:
         if not with_header:
             # A Core connection: the rows are plain columns, the ORM session would only
             # add per-query work.
+            read = results.column_reader(query.level, keys)
             with self.db.read_connection() as conn:
-                for row in conn.execute(stmt):
-                    yield results.from_columns(query.level, keys, row)
+                result = conn.execute(stmt, values)
+                while rows := result.fetchmany(_FETCH):
+                    for row in rows:
+                        yield read(row)
             return
         with self.db.read() as s:
-            for row in s.execute(stmt):
+            for row in s.execute(stmt, values):
                 header = self._header_for(s, query.level, row)
                 yield results.build(query.level, tuple(row), keys, header)
 

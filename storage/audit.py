@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,20 +107,30 @@ class AuditLog:
 
     def __init__(self, db: Database, *, flush_interval: float = 0.2) -> None:
         self._db = db
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._interval = flush_interval
         self._idle = threading.Condition()
+        self._events: list[dict[str, Any]] = []
         self._pending = 0
+        self._waiting = threading.Event()  # set while events wait for the writer
+        self._hurry = threading.Event()  # set by flush(): write without gathering more
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def record(self, origin: Origin, action: str, outcome: str, **fields: Any) -> None:
-        """Queue a read event; it is written within ``flush_interval`` seconds."""
+        """Queue a read event; it is written within about ``flush_interval`` seconds.
+
+        Only the first event of a batch wakes the writer thread. Waking it for every
+        event (as a ``queue.Queue`` does) handed it the GIL in the middle of each C-FIND,
+        a quarter of the handler's time for a two-match query.
+        """
         event = event_values(origin, action, outcome, **fields)
         with self._idle:
             self._pending += 1
+            self._events.append(event)
+            first = len(self._events) == 1
         self._ensure_thread()
-        self._queue.put(event)
+        if first:
+            self._waiting.set()
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -134,29 +143,31 @@ class AuditLog:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            batch = [first]
-            while True:
+            self._waiting.wait()
+            # Gather what else arrives in the interval into the same transaction.
+            self._hurry.wait(self._interval)
+            with self._idle:
+                events, self._events = self._events, []
+                self._waiting.clear()
+            for start in range(0, len(events), 500):
+                batch = events[start:start + 500]
                 try:
-                    batch.append(self._queue.get(timeout=self._interval / 4))
-                except queue.Empty:
-                    break
-                if len(batch) >= 500:
-                    break
-            events = [e for e in batch if e is not None]
-            try:
-                if events:
                     with self._db.write_connection() as conn:
-                        append_events(conn, events)
-            except Exception:  # the writer must survive a database outage
-                log.exception("audit: %d event(s) could not be written", len(events))
+                        append_events(conn, batch)
+                except Exception:  # the writer must survive a database outage
+                    log.exception("audit: %d event(s) could not be written", len(batch))
             with self._idle:
                 self._pending -= len(events)
+                if self._pending <= 0:
+                    self._hurry.clear()
                 self._idle.notify_all()
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every queued event is written."""
         with self._idle:
+            if self._pending <= 0:
+                return
+            self._hurry.set()
             self._idle.wait_for(lambda: self._pending <= 0, timeout=timeout)
 
     def events(self, *, action: str | None = None, limit: int = 1000) -> list[AuditEvent]:

@@ -35,8 +35,11 @@ _PENDING = (0xFF00, 0xFF01)
 # Bytes of pending responses written to the socket at once when the peer sets no
 # maximum PDU length, or a small one.
 _BATCH_BYTES = 1 << 16
-# Longest a pending response waits for others to share its socket write.
-_MAX_WAIT = 0.005
+# Longest a pending response waits for others to share its socket write. Short, so the
+# peer decodes the first matches while the rest are still being found: findscu spends about
+# as much CPU per response as we do (~0.06 ms), and at 5 ms an answer of 30-70 matches left
+# in one write at the end, the peer's work then adding to ours instead of overlapping it.
+_MAX_WAIT = 0.001
 
 
 def _element(group_element: int, value: bytes) -> bytes:

@@ -32,6 +32,7 @@ _SINGLE_VALUED = {"LT", "ST", "UT", "UR"}
 _NUMBER_VRS = {"IS", "DS"}
 # Binary numeric VRs some index columns have (Rows and Columns are US): struct codes.
 _BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+BINARY_VRS = frozenset(_BINARY)
 
 
 def _text(value: Any) -> str:
@@ -82,11 +83,16 @@ class Match:
     level: Level
     elements: list[tuple[int, str, Any]]
     header: dict[int, dict[str, Any]] = field(default_factory=dict)
+    layout: tuple[tuple[int, str], ...] | None = None
+    """``(tag, VR)`` of ``elements`` when they are text values from index columns, shared by
+    every match of one query: :meth:`encode` then works out tag order and element heads
+    once per query shape (:func:`_layout`) instead of once per match."""
 
     def set(self, tag: int, vr: str, value: Any) -> None:
         """Add or replace a text element (e.g. RetrieveAETitle, RetrieveURL)."""
         self.header.pop(tag, None)
         self.elements = [e for e in self.elements if e[0] != tag] + [(tag, vr, value)]
+        self.layout = None
 
     def get(self, tag: int) -> Any:
         for t, _vr, value in self.elements:
@@ -119,6 +125,10 @@ class Match:
         syntax of the presentation context: elements in ascending tag order (PS3.5 7.1),
         values padded to even length, UTF-8 declared by SpecificCharacterSet when needed.
         """
+        if self.layout is not None and not self.header:
+            fast = self._encode_ascii(implicit_vr, little_endian)
+            if fast is not None:
+                return fast
         encoded: dict[int, bytes] = {}
         non_ascii = False
         for tag, vr, value in self.elements:
@@ -134,6 +144,26 @@ class Match:
             encoded[SPECIFIC_CHARACTER_SET] = _constant(SPECIFIC_CHARACTER_SET, "CS",
                                                         "ISO_IR 192", implicit_vr, little_endian)
         return b"".join([encoded[tag] for tag in sorted(encoded)])
+
+    def _encode_ascii(self, implicit_vr: bool, little_endian: bool) -> bytes | None:
+        """:meth:`encode` for a match of text index values only, all ASCII (the usual
+        case; ``None`` otherwise, as a non-ASCII value needs SpecificCharacterSet)."""
+        parts = []
+        elements = self.elements
+        for index, head, length, pad in _layout(self.layout, self.level, implicit_vr,
+                                                 little_endian):
+            if index < 0:
+                parts.append(head)  # QueryRetrieveLevel, encoded whole
+                continue
+            value = elements[index][2]
+            text = value if type(value) is str else _text(value)
+            if not text.isascii():
+                return None
+            data = text.encode("ascii")
+            if len(data) % 2:
+                data += pad
+            parts.append(head + length.pack(len(data)) + data)
+        return b"".join(parts)
 
     def to_dataset(self) -> Dataset:
         """The match as a pydicom Dataset (for callers that want one)."""
@@ -178,6 +208,26 @@ def _element(tag: int, vr: str, value: Any, implicit_vr: bool, little_endian: bo
 
 
 _constant = lru_cache(maxsize=64)(_element)  # the same element in every match
+
+_Layout = tuple[tuple[int, bytes, struct.Struct, bytes], ...]
+
+
+@lru_cache(maxsize=256)
+def _layout(elements: tuple[tuple[int, str], ...], level: Level, implicit_vr: bool,
+            little_endian: bool) -> _Layout:
+    """The elements of a match of this shape in ascending tag order (PS3.5 7.1), each as
+    ``(position in Match.elements, head, length struct, padding)``; QueryRetrieveLevel is
+    ``(-1, its whole encoding, …)``."""
+    order: list[tuple[int, int, bytes, struct.Struct, bytes]] = []
+    for index, (tag, vr) in enumerate(elements):
+        if vr in _BINARY:
+            raise ValueError(f"not a text VR: {vr}")
+        order.append((tag, index, *_head(tag, vr, implicit_vr, little_endian)))
+    qr = _constant(QUERY_RETRIEVE_LEVEL, "CS", level.value, implicit_vr, little_endian)
+    if all(tag != QUERY_RETRIEVE_LEVEL for tag, _vr in elements):
+        order.append((QUERY_RETRIEVE_LEVEL, -1, qr, struct.Struct("<I"), b""))
+    order.sort(key=lambda item: item[0])
+    return tuple(item[1:] for item in order)
 
 
 def _header_elements(header: dict[int, dict[str, Any]], implicit_vr: bool,

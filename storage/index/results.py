@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-from storage.index.match import Match
+from storage.index.match import BINARY_VRS, Match
 from storage.index.query import ATTRS, DEPTH, UNIQUE_KEY, Level, allowed
 
 
@@ -46,7 +46,7 @@ def needs_header(level: Level, keys: Iterable[str]) -> bool:
 
 def _value(attr: Any, value: Any) -> Any:
     if attr.kind == "modalities":
-        return [m for m in (value or "").split("\\") if m]
+        return _split_modalities(value)
     return value
 
 
@@ -57,11 +57,44 @@ def columns(level: Level, keys: Iterable[str]) -> list[Any]:
     return [attr.source for _k, _t, _vr, attr in _plan(level, tuple(keys)) if attr is not None]
 
 
+@lru_cache(maxsize=256)
+def _text_layout(level: Level, keys: tuple[str, ...]) -> tuple[tuple[int, str], ...] | None:
+    """``(tag, VR)`` of a column-only match when every one is a text VR (for
+    :attr:`Match.layout`); ``None`` when some index column is binary (Rows, Columns)."""
+    layout = tuple((tag, vr) for _k, tag, vr, _attr in _plan(level, keys))
+    return None if any(vr in BINARY_VRS for _tag, vr in layout) else layout
+
+
+def column_reader(level: Level, keys: Iterable[str]) -> Callable[[Sequence[Any]], Match]:
+    """:func:`from_columns` for every row of one query, with the per-key work (which tag,
+    VR and conversion, the encoding layout) done once for the query rather than per row."""
+    shape = tuple(keys)
+    plan = _plan(level, shape)
+    if any(attr is None for _k, _t, _vr, attr in plan):
+        return lambda row: from_columns(level, shape, row)
+    layout = _text_layout(level, shape)
+    modalities = [attr.kind == "modalities" for _k, _t, _vr, attr in plan]
+    if not any(modalities):
+        tags = [(tag, vr) for _k, tag, vr, _attr in plan]
+        return lambda row: Match(level, [(tag, vr, value) for (tag, vr), value
+                                         in zip(tags, row, strict=True)], layout=layout)
+    heads = [(tag, vr, mod) for (_k, tag, vr, _attr), mod in zip(plan, modalities, strict=True)]
+    return lambda row: Match(level, [(tag, vr, _split_modalities(value) if mod else value)
+                                     for (tag, vr, mod), value in zip(heads, row, strict=True)],
+                             layout=layout)
+
+
+def _split_modalities(value: Any) -> list[str]:
+    return [m for m in (value or "").split("\\") if m]
+
+
 def from_columns(level: Level, keys: Iterable[str], values: Iterable[Any]) -> Match:
     """A match from one row of :func:`columns` (every key is an index column)."""
     row = iter(values)
+    shape = tuple(keys)
     return Match(level, [(tag, vr, _value(attr, next(row)) if attr is not None else None)
-                         for _k, tag, vr, attr in _plan(level, tuple(keys))])
+                         for _k, tag, vr, attr in _plan(level, shape)],
+                 layout=_text_layout(level, shape))
 
 
 def build(level: Level, row: tuple[Any, ...], keys: Iterable[str],
