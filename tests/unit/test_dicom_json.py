@@ -7,6 +7,7 @@ bench corpus' kind of CT, as read at ingest and as raw network datasets (MPPS)."
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -56,31 +57,42 @@ def _read(path: Path, *, touched: bool) -> Dataset:
     return ds
 
 
+def _reads(path: Path, read: Any) -> bool:
+    """Whether ``read`` takes the file (at collection: its warnings are the files' own)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            read(path)
+    except Exception:
+        return False
+    return True
+
+
+PARSABLE = [path for path in FILES
+            if _reads(path, lambda p: _read(p, touched=True))]
+"""The files whose header pydicom can read (a few are deliberately broken)."""
+ARCHIVABLE = [path for path in FILES if _reads(path, read_header)]
+"""The files ingest accepts; the refusal comparison below covers the others."""
+
+
 def _canonical(result: dict[str, Any]) -> str:
     return json.dumps(result, sort_keys=True, default=repr)
 
 
 @pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", PARSABLE, ids=lambda p: p.name)
 def test_header_json_is_pydicoms(path: Path) -> None:
-    try:
-        _read(path, touched=True)
-    except Exception:
-        pytest.skip("pydicom cannot parse this file's header")
     for bulk_base, touched in ((BASE, True), ("", True), ("", False)):
         expected = _canonical(pydicom_json(_read(path, touched=touched), bulk_base))
         assert _canonical(dataset_to_json(_read(path, touched=touched), bulk_base)) == expected
 
 
 @pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ARCHIVABLE, ids=lambda p: p.name)
 def test_ingest_header_json_is_pydicoms(path: Path) -> None:
     """What read_header stores: plain elements converted from their bytes, the rest by
     pydicom, the pixel data referenced."""
-    try:
-        header = read_header(path)
-    except Exception:
-        pytest.skip("not an archivable header")
+    header = read_header(path)
     stored = json.loads(header.metadata_json())
     if header.pixel_data is not None:
         del stored[f"{header.pixel_data.tag:08X}"]
@@ -135,14 +147,11 @@ NUMBERS = ("Columns", "InstanceNumber", "NumberOfFrames", "Rows", "SeriesNumber"
 
 
 @pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ARCHIVABLE, ids=lambda p: p.name)
 def test_index_values_are_pydicoms(path: Path) -> None:
     """The index columns read from the elements converted from their bytes are the
     values pydicom's own conversion gives."""
-    try:
-        header = read_header(path)
-    except Exception:
-        pytest.skip("not an archivable header")
+    header = read_header(path)
     reference = replace(header, dataset=_read(path, touched=True), checked=None)
     for keyword in INDEXED:
         assert header.text(keyword) == reference.text(keyword), keyword
