@@ -36,6 +36,7 @@ import logging
 import os
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -359,15 +360,33 @@ class StoreReceiver:
         incoming.close()
         request = incoming.request
         try:
-            status, comment = self._store(incoming)
+            status, comment, after = self._store(incoming)
         finally:
             incoming.discard()
         self.stored += 1
-        if not self._assoc.is_established:
-            return
+        try:
+            if self._assoc.is_established:
+                self._respond(incoming.context_id, request, status, comment)
+        finally:
+            # Answered first: the sender's next request is on its way while the listeners
+            # run; this thread reads it only afterwards, so stores stay in order.
+            self._after_store(after)
+
+    @staticmethod
+    def _after_store(after: Callable[[], None]) -> None:
+        """Run a stored instance's post-store work; its failure never ends the association
+        (the instance is stored and acknowledged already)."""
+        try:
+            after()
+        except Exception as exc:
+            log.error("post-store work failed: %s", getattr(exc, "code", type(exc).__name__))
+
+    def _respond(self, context_id: int, request: StoreRequest, status: int,
+                 comment: str | None) -> None:
+        """Send the C-STORE-RSP, in order after what the association thread queued."""
         command = responses.store_response(request.sop_class_uid, request.message_id,
                                            request.sop_instance_uid, status, comment)
-        wire = responses.command_pdus(incoming.context_id, command,
+        wire = responses.command_pdus(context_id, command,
                                       self._assoc.dimse.maximum_pdu_size)
         dul = self._assoc.dul
         if dul.to_provider_queue.empty() and dul.socket is not None:
@@ -375,10 +394,12 @@ class StoreReceiver:
         else:  # after what the association thread queued (PS3.8 9.3.5: in order)
             dul.send_pdu(responses.EncodedPDUs(wire))
 
-    def _store(self, incoming: _Incoming) -> tuple[int, str | None]:
+    def _store(self, incoming: _Incoming) -> tuple[int, str | None, Callable[[], None]]:
         """The response status and Error Comment, as pynetdicom's Storage SCP makes them
-        from the EVT_C_STORE handler (an unexpected exception is 0xC211)."""
+        from the EVT_C_STORE handler (an unexpected exception is 0xC211), and the work
+        to run once the response is sent."""
         request = incoming.request
+        after: Callable[[], None] = _nothing
         if incoming.error is not None:
             result: int | Dataset = failure(
                 StorageUnavailable(f"cannot write the received data set: "
@@ -387,13 +408,18 @@ class StoreReceiver:
                         request.sop_instance_uid, result.Status)
         else:
             try:
-                result = store_received(self._archive, self._assoc, incoming.path,
-                                        request.sop_class_uid, request.sop_instance_uid,
-                                        incoming.hexdigest())
+                result, after = store_received(self._archive, self._assoc, incoming.path,
+                                               request.sop_class_uid,
+                                               request.sop_instance_uid,
+                                               incoming.hexdigest())
             except Exception as exc:
                 log.error("Exception in handler bound to 'evt.EVT_C_STORE'")
                 log.exception(exc)
-                return 0xC211, None
+                return 0xC211, None, after
         if isinstance(result, Dataset):
-            return int(result.Status), result.get("ErrorComment")
-        return int(result), None
+            return int(result.Status), result.get("ErrorComment"), after
+        return int(result), None, after
+
+
+def _nothing() -> None:
+    """No post-store work (the request was refused)."""

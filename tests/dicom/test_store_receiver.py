@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import socket
 import ssl
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -34,6 +36,7 @@ from sqlalchemy import select
 from pacs.ae import DicomSettings, start_dicom
 from ris.services import Services, build_services
 from storage import StorageSettings
+from storage.archive import StoreResult
 from storage.index.migrate import upgrade
 from storage.index.models import Instance
 from storage.objects.filesystem import STAGING
@@ -357,4 +360,49 @@ def test_a_failing_staging_write_is_out_of_resources_and_the_association_goes_on
     assert "No space left" in refused.ErrorComment
     assert served.fast_stores == 2
     assert served.services.archive.count()["instances"] == 1
+    assert _staging_empty(served)
+
+
+def test_the_response_goes_before_the_post_store_listeners(
+        serve: Any, sqlite_services: Services) -> None:
+    """The sender has its C-STORE-RSP while the listeners of that instance still run;
+    they still run for every instance, in the order received, in that association."""
+    served = serve(sqlite_services)
+    answered = threading.Event()
+    seen: list[tuple[str, bool]] = []
+
+    def slow_listener(result: StoreResult, origin: Any) -> None:
+        seen.append((result.sop_instance_uid, answered.wait(10)))
+        answered.clear()
+
+    sqlite_services.archive.add_listener(slow_listener)
+    datasets = make_study(StudySpec(series=1, instances=3))
+    statuses = []
+    with scu.association(served, [(CTImageStorage, [ExplicitVRLittleEndian])]) as assoc:
+        for ds in datasets:
+            statuses.append(assoc.send_c_store(ds).Status)
+            answered.set()  # only reached once the response is in: the listener waits
+    assert statuses == [0x0000] * 3
+    assert served.fast_stores == 3
+    assert seen == [(str(ds.SOPInstanceUID), True) for ds in datasets]
+
+
+def test_a_failing_listener_is_logged_and_changes_no_store(
+        serve: Any, sqlite_services: Services, caplog: pytest.LogCaptureFixture) -> None:
+    served = serve(sqlite_services)
+    calls: list[str] = []
+
+    def failing_listener(result: StoreResult, origin: Any) -> None:
+        calls.append(result.sop_instance_uid)
+        raise RuntimeError("the RIS is down")
+
+    sqlite_services.archive.add_listener(failing_listener)
+    datasets = make_study(StudySpec(series=1, instances=2))
+    with caplog.at_level(logging.ERROR, logger="storage.archive"):
+        assert scu.store_datasets(served, datasets) == [0x0000, 0x0000]
+    assert served.fast_stores == 2
+    assert calls == [str(ds.SOPInstanceUID) for ds in datasets]
+    for ds in datasets:
+        _stored(served, str(ds.SOPInstanceUID))
+    assert caplog.text.count("post-store listener failed") == 2
     assert _staging_empty(served)
