@@ -209,10 +209,13 @@ class Archive:
                     study_uid: str | None, consume: bool,
                     digest: str | None) -> tuple[StoreResult, int]:
         # The object is written (and fsynced) in a helper thread while this one parses the
-        # header: the disk wait and the parsing overlap. The index is written only once
-        # both are done, so success still means durable AND indexed.
+        # header and, for a received file whose digest is known, writes the index rows:
+        # the disk wait, the parsing and the statements overlap. The index transaction
+        # commits only once the object is durable, so success still means durable AND
+        # indexed (and a crash before that commit leaves at most an orphan object).
         size = os.fstat(source.fileno()).st_size
-        if consume and self._is_staged(path):
+        staged = consume and self._is_staged(path)
+        if staged:
             put = self._io.submit(self._adopt_file, key, path, size, digest)
         else:
             put = self._io.submit(self._put_file, key, path)
@@ -230,12 +233,23 @@ class Archive:
             except BaseException:
                 self._abandon(put, key)
                 raise
-            size, sha256 = put.result()
-            try:
-                outcome = self._writer.write(header, key, size, sha256, origin)
-            except BaseException:
-                self._discard(key)
-                raise
+            if staged and digest is not None:
+                # Size and digest are known already: write the index rows while the
+                # object is made durable, and commit only once it is.
+                try:
+                    outcome = self._writer.write(header, key, size, digest, origin,
+                                                 durable=put.result)
+                except BaseException:
+                    self._abandon(put, key)
+                    raise
+                put.result()  # a duplicate returns without waiting for it
+            else:
+                size, sha256 = put.result()
+                try:
+                    outcome = self._writer.write(header, key, size, sha256, origin)
+                except BaseException:
+                    self._discard(key)
+                    raise
             if outcome is StoreOutcome.DUPLICATE:
                 self._discard(key)
             result = StoreResult(
@@ -266,11 +280,13 @@ class Archive:
             return size, self.objects.put(key, fh, size=size)
 
     def _abandon(self, put: Future[tuple[int, str]], key: str) -> None:
-        """Wait for a put whose dataset was refused, then remove what it wrote."""
+        """Wait for a put whose dataset was refused or not indexed, then remove what it
+        wrote: a put failing late (the directory fsync after the rename) leaves the
+        object in place."""
         try:
             put.result()
         except PacsError:
-            return
+            pass
         self._discard(key)
 
     def adopt(self, key: str, origin: Origin) -> StoreOutcome:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, text, update
@@ -84,7 +85,16 @@ class InstanceWriter:
         self._insert_new = insert_new(db.dialect, _I, _I.c.sop_instance_uid)
 
     def write(self, h: Header, key: str, size: int, sha256: str,
-              origin: Origin) -> StoreOutcome:
+              origin: Origin, *, durable: Callable[[], object] | None = None
+              ) -> StoreOutcome:
+        """Index the object ``key`` and audit it, in one transaction.
+
+        ``durable`` waits until the object itself is durable and raises if it cannot be
+        made so. It is called after the rows are written and before the commit (not for
+        a duplicate, which commits nothing but its audit record): the statements overlap
+        the object's fsync, and the commit still follows it, so a committed row always
+        has its object. If it raises, the transaction is rolled back.
+        """
         now = utcnow()
         patient_id = h.text("PatientID")[:64]
         audit = dict(patient_id=patient_id, study_uid=h.study_uid)
@@ -145,6 +155,9 @@ class InstanceWriter:
             append_events(conn, [event_values(
                 origin, "store", outcome.value, **audit,
                 detail={"sop_instance_uid": h.sop_instance_uid, **detail})])
+            if durable is not None:
+                durable()
+        # Only once committed: keys of rows rolled back would point nowhere.
         self._remember(h.series_uid, (patient_pk, study_pk, series_pk))
         return outcome
 
