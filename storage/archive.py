@@ -234,8 +234,8 @@ class Archive:
                 self._abandon(put, key)
                 raise
             if staged and digest is not None:
-                # Size and digest are known already: write the index rows while the
-                # object is made durable, and commit only once it is.
+                # Size and digest are known already: the index rows may be written while
+                # the object is made durable (InstanceWriter.write), the commit follows.
                 try:
                     outcome = self._writer.write(header, key, size, digest, origin,
                                                  durable=put.result)

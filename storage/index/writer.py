@@ -90,11 +90,16 @@ class InstanceWriter:
         """Index the object ``key`` and audit it, in one transaction.
 
         ``durable`` waits until the object itself is durable and raises if it cannot be
-        made so. It is called after the rows are written and before the commit (not for
-        a duplicate, which commits nothing but its audit record): the statements overlap
-        the object's fsync, and the commit still follows it, so a committed row always
-        has its object. If it raises, the transaction is rolled back.
+        made so; the commit always follows it, so a committed row has its object, and
+        if it raises the transaction is rolled back. On PostgreSQL it is called after
+        the instance's row is inserted (the statements overlap the object's fsync) and
+        before the counters and the audit chain, rows every store updates, are locked.
+        On SQLite the first write locks the whole database for every other process, so
+        it is called before any statement. A duplicate returns without calling it.
         """
+        if durable is not None and self._db.dialect == "sqlite":
+            durable()
+            durable = None
         now = utcnow()
         patient_id = h.text("PatientID")[:64]
         audit = dict(patient_id=patient_id, study_uid=h.study_uid)
@@ -133,6 +138,8 @@ class InstanceWriter:
                     if existing.sha256 == sha256:
                         self._audit_duplicate(conn, h, origin, audit)
                         return StoreOutcome.DUPLICATE
+            if durable is not None:
+                durable()
             if existing is None:
                 outcome, detail = StoreOutcome.STORED, {}
             else:
@@ -155,8 +162,6 @@ class InstanceWriter:
             append_events(conn, [event_values(
                 origin, "store", outcome.value, **audit,
                 detail={"sop_instance_uid": h.sop_instance_uid, **detail})])
-            if durable is not None:
-                durable()
         # Only once committed: keys of rows rolled back would point nowhere.
         self._remember(h.series_uid, (patient_pk, study_pk, series_pk))
         return outcome
