@@ -18,6 +18,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -108,7 +109,7 @@ def _stored(served: Served, uid: str) -> tuple[bytes, str]:
 
 
 def _staging_empty(served: Served) -> bool:
-    return list((Path(served.services.objects.root) / STAGING).iterdir()) == []
+    return scu.staging_files(served.services) == []
 
 
 def _files(tmp_path: Path) -> list[Path]:
@@ -406,3 +407,34 @@ def test_a_failing_listener_is_logged_and_changes_no_store(
         _stored(served, str(ds.SOPInstanceUID))
     assert caplog.text.count("post-store listener failed") == 2
     assert _staging_empty(served)
+
+
+@pytest.mark.parametrize("spare_age", [600.0, 0.0])
+def test_next_staging_file_made_after_the_response(
+        serve: Any, sqlite_services: Services, monkeypatch: pytest.MonkeyPatch,
+        spare_age: float) -> None:
+    """After each response the receiver makes the next request's staging file; it is
+    used (or, when older than the limit, replaced), and removed when the association
+    ends. Either way every instance is stored whole."""
+    monkeypatch.setattr("pacs.scp.store_receiver._SPARE_AGE", spare_age)
+    served = serve(sqlite_services)
+    datasets = make_study(StudySpec(series=1, instances=3))
+    with scu.association(served, [(CTImageStorage, [ExplicitVRLittleEndian])]) as assoc:
+        for ds in datasets:
+            assert assoc.send_c_store(ds).Status == 0x0000
+            # the response came before the spare was made: wait for it to appear
+            assert _wait_for_staged_file(served), "no staging file made for the next request"
+    assert served.fast_stores == 3
+    for ds in datasets:
+        _stored(served, str(ds.SOPInstanceUID))
+    assert _staging_empty(served)
+
+
+def _wait_for_staged_file(served: Served, timeout: float = 5.0) -> bool:
+    staging = Path(served.services.objects.root) / STAGING
+    deadline = time.monotonic() + timeout
+    while not any(staging.iterdir()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
