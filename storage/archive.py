@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -137,11 +138,55 @@ class Archive:
         StorageUnavailable, StorageFull, IndexUnavailable
             The archive cannot take it now; nothing is indexed.
         """
-        with metrics.timed("store"):
+        result, after = self.store_deferred(
+            path, origin, sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid,
+            study_uid=study_uid, consume=consume, sha256=sha256)
+        after()
+        return result
+
+    def store_deferred(self, path: str | Path, origin: Origin, *,
+                       sop_class_uid: str | None = None, sop_instance_uid: str | None = None,
+                       study_uid: str | None = None, consume: bool = False,
+                       sha256: str | None = None) -> tuple[StoreResult, Callable[[], None]]:
+        """:meth:`store`, returning as soon as the instance is durable and indexed, with
+        the work that need not precede the acknowledgement left to the caller.
+
+        A sender that waits for each response before the next request (storescu, most
+        modalities, PS3.7 9.1.1's one-message-at-a-time default) pays for everything done
+        before the answer on every instance: the post-store listeners (accession
+        matching, a database read or more) and the metrics are not part of the promise
+        that success means durable and indexed, so the C-STORE receiver answers first and
+        then calls the returned function, in the same thread, before it reads the next
+        request (still in order, and a slow listener slows its own association only).
+
+        Returns
+        -------
+        tuple
+            The result, and a function that records the store's metrics and runs the
+            listeners (none for a no-op duplicate); call it exactly once. Listener errors
+            are logged there, never raised.
+
+        Raises
+        ------
+        The exceptions of :meth:`store` (their metrics are recorded before raising).
+        """
+        began = time.perf_counter()
+        try:
             result, size = self._store(path, origin, sop_class_uid, sop_instance_uid,
                                        study_uid, consume, sha256)
-        metrics.stored(result.outcome.value, size)
-        return result
+        except BaseException as exc:
+            metrics.observe("store", time.perf_counter() - began,
+                            exc if isinstance(exc, Exception) else None)
+            raise
+        seconds = time.perf_counter() - began
+
+        def after() -> None:
+            metrics.observe("store", seconds)
+            metrics.stored(result.outcome.value, size)
+            if result.outcome is not StoreOutcome.DUPLICATE:
+                self._notify(result, origin)
+
+        return result, after
 
     def _store(self, path: str | Path, origin: Origin, sop_class_uid: str | None,
                sop_instance_uid: str | None, study_uid: str | None,
@@ -164,10 +209,13 @@ class Archive:
                     study_uid: str | None, consume: bool,
                     digest: str | None) -> tuple[StoreResult, int]:
         # The object is written (and fsynced) in a helper thread while this one parses the
-        # header: the disk wait and the parsing overlap. The index is written only once
-        # both are done, so success still means durable AND indexed.
+        # header and, for a received file whose digest is known, writes the index rows:
+        # the disk wait, the parsing and the statements overlap. The index transaction
+        # commits only once the object is durable, so success still means durable AND
+        # indexed (and a crash before that commit leaves at most an orphan object).
         size = os.fstat(source.fileno()).st_size
-        if consume and self._is_staged(path):
+        staged = consume and self._is_staged(path)
+        if staged:
             put = self._io.submit(self._adopt_file, key, path, size, digest)
         else:
             put = self._io.submit(self._put_file, key, path)
@@ -185,12 +233,23 @@ class Archive:
             except BaseException:
                 self._abandon(put, key)
                 raise
-            size, sha256 = put.result()
-            try:
-                outcome = self._writer.write(header, key, size, sha256, origin)
-            except BaseException:
-                self._discard(key)
-                raise
+            if staged and digest is not None:
+                # Size and digest are known already: the index rows may be written while
+                # the object is made durable (InstanceWriter.write), the commit follows.
+                try:
+                    outcome = self._writer.write(header, key, size, digest, origin,
+                                                 durable=put.result)
+                except BaseException:
+                    self._abandon(put, key)
+                    raise
+                put.result()  # a duplicate returns without waiting for it
+            else:
+                size, sha256 = put.result()
+                try:
+                    outcome = self._writer.write(header, key, size, sha256, origin)
+                except BaseException:
+                    self._discard(key)
+                    raise
             if outcome is StoreOutcome.DUPLICATE:
                 self._discard(key)
             result = StoreResult(
@@ -201,8 +260,6 @@ class Archive:
         except PacsError as exc:
             self.audit.record(origin, "store", "failed", detail={"error": exc.code})
             raise
-        if outcome is not StoreOutcome.DUPLICATE:
-            self._notify(result, origin)
         return result, size
 
     def _is_staged(self, path: str | Path) -> bool:
@@ -223,11 +280,13 @@ class Archive:
             return size, self.objects.put(key, fh, size=size)
 
     def _abandon(self, put: Future[tuple[int, str]], key: str) -> None:
-        """Wait for a put whose dataset was refused, then remove what it wrote."""
+        """Wait for a put whose dataset was refused or not indexed, then remove what it
+        wrote: a put failing late (the directory fsync after the rename) leaves the
+        object in place."""
         try:
             put.result()
         except PacsError:
-            return
+            pass
         self._discard(key)
 
     def adopt(self, key: str, origin: Origin) -> StoreOutcome:

@@ -117,6 +117,16 @@ def timed(operation: str) -> Iterator[None]:
         instruments().operation_seconds.labels(operation).observe(time.perf_counter() - began)
 
 
+def observe(operation: str, seconds: float, error: BaseException | None = None) -> None:
+    """Record one ``operation`` that took ``seconds``, as :func:`timed` does, for a caller
+    that records it later than it happened (a store's metrics wait until its sender has
+    been answered, :meth:`storage.archive.Archive.store_deferred`)."""
+    m = instruments()
+    if error is not None:
+        m.errors.labels(operation, getattr(error, "code", "unexpected")).inc()
+    m.operation_seconds.labels(operation).observe(seconds)
+
+
 def stored(outcome: str, size: int) -> None:
     m = instruments()
     m.instances_stored.labels(outcome).inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -20,17 +21,28 @@ log = logging.getLogger(__name__)
 
 
 def handle_store(event: Event, archive: Archive) -> int | Dataset:
-    """Archive one C-STORE; success only once the object is durable and indexed."""
+    """Archive one C-STORE; success only once the object is durable and indexed.
+
+    pynetdicom sends the response after this returns, so the post-store work (listeners,
+    metrics) runs here, before it.
+    """
     request = event.request
     responses.install(event.assoc)
-    return store_received(archive, event.assoc, event.dataset_path,
-                          str(request.AffectedSOPClassUID),
-                          str(request.AffectedSOPInstanceUID), received_digest(request))
+    status, after = store_received(archive, event.assoc, event.dataset_path,
+                                   str(request.AffectedSOPClassUID),
+                                   str(request.AffectedSOPInstanceUID),
+                                   received_digest(request))
+    after()
+    return status
+
+
+def _nothing() -> None:
+    """The post-store work of a refused request: its metrics are already recorded."""
 
 
 def store_received(archive: Archive, assoc: Association, path: str | Path,
                    sop_class_uid: str, sop_instance_uid: str,
-                   sha256: str | None) -> int | Dataset:
+                   sha256: str | None) -> tuple[int | Dataset, Callable[[], None]]:
     """Archive the data set a C-STORE-RQ brought, written to ``path`` as a Part 10 file.
 
     Both receive paths call this: pynetdicom's (:func:`handle_store`) and the DUL's own
@@ -48,16 +60,19 @@ def store_received(archive: Archive, assoc: Association, path: str | Path,
 
     Returns
     -------
-    int or Dataset
+    tuple
         0x0000, or a failure status dataset (Status and Error Comment) from the one
-        error table (:func:`pacs.status.failure`).
+        error table (:func:`pacs.status.failure`); and the work that need not precede
+        the response (:meth:`~storage.archive.Archive.store_deferred`: post-store
+        listeners, metrics), for the caller to run once, best right after answering.
     """
     try:
-        archive.store(path, origin_of(assoc), sop_class_uid=sop_class_uid,
-                      sop_instance_uid=sop_instance_uid, consume=True, sha256=sha256)
+        _, after = archive.store_deferred(
+            path, origin_of(assoc), sop_class_uid=sop_class_uid,
+            sop_instance_uid=sop_instance_uid, consume=True, sha256=sha256)
     except PacsError as exc:
         status = failure(exc, Service.STORE)
         log.warning("C-STORE %s refused: %s 0x%04X", sop_instance_uid, exc.code,
                     status.Status)
-        return status
-    return 0x0000
+        return status, _nothing
+    return 0x0000, after

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, text, update
@@ -84,7 +85,21 @@ class InstanceWriter:
         self._insert_new = insert_new(db.dialect, _I, _I.c.sop_instance_uid)
 
     def write(self, h: Header, key: str, size: int, sha256: str,
-              origin: Origin) -> StoreOutcome:
+              origin: Origin, *, durable: Callable[[], object] | None = None
+              ) -> StoreOutcome:
+        """Index the object ``key`` and audit it, in one transaction.
+
+        ``durable`` waits until the object itself is durable and raises if it cannot be
+        made so; the commit always follows it, so a committed row has its object, and
+        if it raises the transaction is rolled back. On PostgreSQL it is called after
+        the instance's row is inserted (the statements overlap the object's fsync) and
+        before the counters and the audit chain, rows every store updates, are locked.
+        On SQLite the first write locks the whole database for every other process, so
+        it is called before any statement. A duplicate returns without calling it.
+        """
+        if durable is not None and self._db.dialect == "sqlite":
+            durable()
+            durable = None
         now = utcnow()
         patient_id = h.text("PatientID")[:64]
         audit = dict(patient_id=patient_id, study_uid=h.study_uid)
@@ -123,6 +138,8 @@ class InstanceWriter:
                     if existing.sha256 == sha256:
                         self._audit_duplicate(conn, h, origin, audit)
                         return StoreOutcome.DUPLICATE
+            if durable is not None:
+                durable()
             if existing is None:
                 outcome, detail = StoreOutcome.STORED, {}
             else:
@@ -145,6 +162,7 @@ class InstanceWriter:
             append_events(conn, [event_values(
                 origin, "store", outcome.value, **audit,
                 detail={"sop_instance_uid": h.sop_instance_uid, **detail})])
+        # Only once committed: keys of rows rolled back would point nowhere.
         self._remember(h.series_uid, (patient_pk, study_pk, series_pk))
         return outcome
 

@@ -28,7 +28,7 @@ def _translate(exc: OSError) -> Exception:
     return StorageUnavailable(f"object storage failed: {exc.strerror or exc}")
 
 
-def _sync_directory(directory: Path) -> None:
+def _sync_directory(directory: str | Path) -> None:
     """fsync a directory, so a rename into it survives a power loss (the new name is
     durable only once the directory entry is)."""
     dir_fd = os.open(directory, os.O_RDONLY)
@@ -121,24 +121,47 @@ class FilesystemStore:
         ``sha256`` is the digest its writer computed while writing it; without it the
         file is read to compute it.
         """
-        target = self._path(key)
+        target = self._file(key)
         source = Path(path)
         if source.parent != self.root / STAGING:
             raise ValueError(f"not a staged file: {source}")
         digest = hashlib.sha256()
+        directory = os.path.dirname(target)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
             with open(source, "rb") as fh:
                 while sha256 is None and (chunk := fh.read(_CHUNK)):
                     digest.update(chunk)
                 if self.fsync:
                     os.fsync(fh.fileno())
-            os.replace(source, target)
+            try:
+                os.replace(source, target)
+            except FileNotFoundError:
+                # The first object of its fan-out directory. Creating the directories
+                # only then spares every other adopt a mkdir that fails with EEXIST
+                # (the adopt is what a C-STORE response waits for).
+                self._make_directories(directory)
+                os.replace(source, target)
             if self.fsync:
-                _sync_directory(target.parent)
+                _sync_directory(directory)
         except OSError as exc:
             raise _translate(exc) from exc
         return sha256 or digest.hexdigest()
+
+    def _make_directories(self, directory: str) -> None:
+        """Create ``directory`` and its missing parents below the root, durably: each new
+        entry is fsynced in its parent, so the object renamed into it cannot lose its
+        path in a power loss."""
+        missing = []
+        while directory != self._root and not os.path.isdir(directory):
+            missing.append(directory)
+            directory = os.path.dirname(directory)
+        for new in reversed(missing):
+            try:
+                os.mkdir(new)
+            except FileExistsError:
+                pass  # made meanwhile by another adopt
+            if self.fsync:
+                _sync_directory(os.path.dirname(new))
 
     def open(self, key: str) -> BinaryIO:
         try:

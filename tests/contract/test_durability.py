@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ from storage.archive import StoreOutcome
 from storage.origin import Origin
 from storage.verify import Problem, verify
 from tests.conftest import Listener
-from tests.support.data import real_file
+from tests.dicom import scu
+from tests.support.data import StudySpec, make_study, real_file
 
 ORIGIN = Origin(channel="dimse", calling_ae="TEST")
 
@@ -149,3 +151,44 @@ def test_orphans_from_a_lost_index_commit_are_adopted(services: Services) -> Non
     assert {archive.adopt(key, ORIGIN) for key in orphans} == {StoreOutcome.STORED}
     assert list(verify(services.db, services.objects)) == []
     assert archive.count()["instances"] == 2
+
+
+def test_object_failing_late_commits_nothing(listener: Listener,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL a received object's index row is written while the object is made
+    durable (on SQLite only afterwards, not to lock the database meanwhile); if making
+    it durable then fails, nothing is committed: no row, no object, and the same series
+    is stored correctly afterwards (no cached keys of rows that were never committed)."""
+    services = listener.services
+    overlaps = services.db.dialect == "postgresql"
+    rows_written = threading.Event()
+
+    def note_insert(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO INSTANCES"):
+            rows_written.set()
+
+    def late_failing_sync(directory: Path) -> None:
+        # After the rename: the object is in place when this fails.
+        if overlaps:
+            assert rows_written.wait(10), "the index row was not written during the put"
+        else:
+            assert not rows_written.is_set(), "SQLite was written before the put ended"
+        raise OSError(errno.EIO, "Input/output error")
+
+    engine = services.db.write_engine
+    event.listen(engine, "after_cursor_execute", note_insert)
+    monkeypatch.setattr("storage.objects.filesystem._sync_directory", late_failing_sync)
+    first, second = make_study(StudySpec(series=1, instances=2))
+    try:
+        assert scu.store_datasets(listener, [first]) == [0xA700]
+    finally:
+        event.remove(engine, "after_cursor_execute", note_insert)
+        monkeypatch.undo()
+    assert rows_written.is_set() == overlaps
+    assert services.archive.count() == {"patients": 0, "studies": 0, "series": 0,
+                                        "instances": 0}
+    assert services.objects.keys() == []
+    assert scu.store_datasets(listener, [first, second]) == [0x0000, 0x0000]
+    assert services.archive.count() == {"patients": 1, "studies": 1, "series": 1,
+                                        "instances": 2}
+    assert list(verify(services.db, services.objects)) == []

@@ -200,6 +200,30 @@ class TestFilesystemStaging:
             assert fh.read() == data
         assert list(store.staging_dir().iterdir()) == []
 
+    def test_adopt_creates_fan_out_directories_durably_only_when_missing(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        store = FilesystemStore(tmp_path / "objects")
+        root, staging = store.root, store.staging_dir()
+        synced: list[Path] = []
+        monkeypatch.setattr("storage.objects.filesystem._sync_directory",
+                            lambda directory: synced.append(Path(directory)))
+        made: list[str] = []
+        real_mkdir = os.mkdir
+        monkeypatch.setattr("storage.objects.filesystem.os.mkdir",
+                            lambda path, *a: (made.append(str(path)), real_mkdir(path, *a)))
+        for key in ("ab/cd/one.dcm", "ab/cd/two.dcm", "ab/ef/three.dcm"):
+            staged = staging / "incoming.dcm"
+            staged.write_bytes(key.encode())
+            store.adopt(key, staged)
+        for key in ("ab/cd/one.dcm", "ab/cd/two.dcm", "ab/ef/three.dcm"):
+            with store.open(key) as fh:
+                assert fh.read() == key.encode()
+        # Each new directory's entry is fsynced in its parent, each object's in its own.
+        assert made == [str(root / "ab"), str(root / "ab/cd"), str(root / "ab/ef")]
+        assert synced == [root, root / "ab", root / "ab/cd",  # one: both levels new
+                          root / "ab/cd",                     # two: nothing new
+                          root / "ab", root / "ab/ef"]        # three: one level new
+
     def test_staged_files_are_not_objects(self, tmp_path: Path) -> None:
         store = FilesystemStore(tmp_path / "objects")
         _put(store, "ab/obj", b"x")

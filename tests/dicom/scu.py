@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from pynetdicom.association import Association
 
 from pacs.ae import configure_library
 from storage.index.query import Level, Query
+from storage.objects.filesystem import STAGING
 from storage.origin import Origin
 from tests.support.data import real_file
 from tests.support.net import free_port
@@ -415,3 +417,14 @@ def stored_objects(services: Any, sop_instance_uid: str) -> list[bytes]:
 
 def read_bytes(data: bytes) -> Dataset:
     return dcmread(io.BytesIO(data))
+
+
+def staging_files(services: Any, timeout: float = 5.0) -> list[Path]:
+    """Files left in the object store's staging directory once the listener's side of
+    the associations has ended (waited for up to ``timeout`` s: the peer's release
+    returns before the listener's DUL thread has removed its spare staging file)."""
+    staging = Path(services.objects.root) / STAGING
+    deadline = time.monotonic() + timeout
+    while (left := sorted(staging.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left

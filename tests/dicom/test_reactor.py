@@ -13,7 +13,6 @@ import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +23,6 @@ from pacs.ae import DicomSettings, start_dicom
 from pacs.reactor import EventDrivenAssociation
 from ris.services import Services
 from storage.index.models import Instance
-from storage.objects.filesystem import STAGING
 from tests.dicom import scu
 from tests.support.data import StudySpec, make_study
 from tests.support.net import free_port
@@ -53,8 +51,7 @@ def served(sqlite_services: Services) -> Iterator[ServedListener]:
 def test_stored_objects_are_adopted_from_the_staging_area(served: ServedListener) -> None:
     datasets = make_study(StudySpec(series=2, instances=3))
     assert scu.store_datasets(served, datasets) == [0x0000] * 6
-    root = Path(served.services.objects.root)
-    assert list((root / STAGING).iterdir()) == []  # renamed into place, none left behind
+    assert scu.staging_files(served.services) == []  # renamed into place, none left behind
     with served.services.db.read() as s:
         digests = dict(s.execute(select(Instance.sop_instance_uid, Instance.sha256)).all())
     for ds in datasets:

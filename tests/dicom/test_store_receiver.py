@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import socket
 import ssl
 import struct
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -34,6 +37,7 @@ from sqlalchemy import select
 from pacs.ae import DicomSettings, start_dicom
 from ris.services import Services, build_services
 from storage import StorageSettings
+from storage.archive import StoreResult
 from storage.index.migrate import upgrade
 from storage.index.models import Instance
 from storage.objects.filesystem import STAGING
@@ -105,7 +109,7 @@ def _stored(served: Served, uid: str) -> tuple[bytes, str]:
 
 
 def _staging_empty(served: Served) -> bool:
-    return list((Path(served.services.objects.root) / STAGING).iterdir()) == []
+    return scu.staging_files(served.services) == []
 
 
 def _files(tmp_path: Path) -> list[Path]:
@@ -358,3 +362,79 @@ def test_a_failing_staging_write_is_out_of_resources_and_the_association_goes_on
     assert served.fast_stores == 2
     assert served.services.archive.count()["instances"] == 1
     assert _staging_empty(served)
+
+
+def test_the_response_goes_before_the_post_store_listeners(
+        serve: Any, sqlite_services: Services) -> None:
+    """The sender has its C-STORE-RSP while the listeners of that instance still run;
+    they still run for every instance, in the order received, in that association."""
+    served = serve(sqlite_services)
+    answered = threading.Event()
+    seen: list[tuple[str, bool]] = []
+
+    def slow_listener(result: StoreResult, origin: Any) -> None:
+        seen.append((result.sop_instance_uid, answered.wait(10)))
+        answered.clear()
+
+    sqlite_services.archive.add_listener(slow_listener)
+    datasets = make_study(StudySpec(series=1, instances=3))
+    statuses = []
+    with scu.association(served, [(CTImageStorage, [ExplicitVRLittleEndian])]) as assoc:
+        for ds in datasets:
+            statuses.append(assoc.send_c_store(ds).Status)
+            answered.set()  # only reached once the response is in: the listener waits
+    assert statuses == [0x0000] * 3
+    assert served.fast_stores == 3
+    assert seen == [(str(ds.SOPInstanceUID), True) for ds in datasets]
+
+
+def test_a_failing_listener_is_logged_and_changes_no_store(
+        serve: Any, sqlite_services: Services, caplog: pytest.LogCaptureFixture) -> None:
+    served = serve(sqlite_services)
+    calls: list[str] = []
+
+    def failing_listener(result: StoreResult, origin: Any) -> None:
+        calls.append(result.sop_instance_uid)
+        raise RuntimeError("the RIS is down")
+
+    sqlite_services.archive.add_listener(failing_listener)
+    datasets = make_study(StudySpec(series=1, instances=2))
+    with caplog.at_level(logging.ERROR, logger="storage.archive"):
+        assert scu.store_datasets(served, datasets) == [0x0000, 0x0000]
+    assert served.fast_stores == 2
+    assert calls == [str(ds.SOPInstanceUID) for ds in datasets]
+    for ds in datasets:
+        _stored(served, str(ds.SOPInstanceUID))
+    assert caplog.text.count("post-store listener failed") == 2
+    assert _staging_empty(served)
+
+
+@pytest.mark.parametrize("spare_age", [600.0, 0.0])
+def test_next_staging_file_made_after_the_response(
+        serve: Any, sqlite_services: Services, monkeypatch: pytest.MonkeyPatch,
+        spare_age: float) -> None:
+    """After each response the receiver makes the next request's staging file; it is
+    used (or, when older than the limit, replaced), and removed when the association
+    ends. Either way every instance is stored whole."""
+    monkeypatch.setattr("pacs.scp.store_receiver._SPARE_AGE", spare_age)
+    served = serve(sqlite_services)
+    datasets = make_study(StudySpec(series=1, instances=3))
+    with scu.association(served, [(CTImageStorage, [ExplicitVRLittleEndian])]) as assoc:
+        for ds in datasets:
+            assert assoc.send_c_store(ds).Status == 0x0000
+            # the response came before the spare was made: wait for it to appear
+            assert _wait_for_staged_file(served), "no staging file made for the next request"
+    assert served.fast_stores == 3
+    for ds in datasets:
+        _stored(served, str(ds.SOPInstanceUID))
+    assert _staging_empty(served)
+
+
+def _wait_for_staged_file(served: Served, timeout: float = 5.0) -> bool:
+    staging = Path(served.services.objects.root) / STAGING
+    deadline = time.monotonic() + timeout
+    while not any(staging.iterdir()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
