@@ -32,6 +32,8 @@
 #   BENCH_PACS_EXTRA_PARALLEL [2,4]    N values for the other worker counts (N=1 is one
 #       association = one process whatever the worker count, so it is measured once)
 #   BENCH_PG_WORKERS [2]               workers for the PostgreSQL ingest test
+#   BENCH_100K [1]                     0 = stop ours after C-FIND at 5k (no 95k load, no 100k
+#       queries): ingest + 5k in ~15 min, e.g. to re-measure a change of the ingest path
 #   BENCH_100K_LOAD [import]           how ours gets the 95,000 extra studies on SQLite:
 #       import = `pacs import` of the files (4 processes, server running), cstore = storescu
 #   BENCH_PG_100K_LOAD [copy]          PostgreSQL: copy = rows of the SQLite 100k index copied
@@ -75,6 +77,7 @@ PARALLEL="${BENCH_PARALLEL:-1,2,4}"
 WORKERS_LIST="${BENCH_PACS_WORKERS:-4,2}"
 EXTRA_PARALLEL="${BENCH_PACS_EXTRA_PARALLEL:-2,4}"   # N for worker counts other than the last
 PG_WORKERS="${BENCH_PG_WORKERS:-2}"
+WITH100K="${BENCH_100K:-1}"
 LOAD100K="${BENCH_100K_LOAD:-import}"
 PG_LOAD100K="${BENCH_PG_100K_LOAD:-copy}"
 RUN_ID="$(date +%Y%m%dT%H%M%S)"
@@ -214,6 +217,11 @@ pacs_phase() {  # DB LABEL-PREFIX WORKERS-LIST LOAD100K
   load_filler5k "$pfx" PACS "$PACS_DP"
   find_step "$pfx" "$PACS_DP" PACS "$FILLER"
   "$HERE/pacs.sh" rss find-5k
+  if [[ $WITH100K == 0 ]]; then
+    stop_watch
+    "$HERE/pacs.sh" stop >/dev/null
+    return 0
+  fi
   case "$how" in
     import)
       local bg=""
