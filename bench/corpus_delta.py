@@ -32,7 +32,10 @@ def main() -> int:
         print(f"corpora differ in today/seed: {a['today']}/{a['seed']} vs {b['today']}/{b['seed']}", file=sys.stderr)
         return 1
     n = len(a["studies"])
-    for i, (x, y) in enumerate(zip(a["studies"], b["studies"][:n])):
+    if len(b["studies"]) < n:
+        print(f"{big_dir} has fewer studies than {small_dir}: not a prefix", file=sys.stderr)
+        return 1
+    for i, (x, y) in enumerate(zip(a["studies"], b["studies"][:n], strict=True)):
         if any(x.get(k) != y.get(k) for k in KEYS) or [s["uid"] for s in x["series"]] != [s["uid"] for s in y["series"]]:
             print(f"study {i + 1} differs between {small_dir} and {big_dir}: not a prefix", file=sys.stderr)
             return 1

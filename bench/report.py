@@ -253,7 +253,8 @@ def main():
                     if p["name"] == "Orthanc":
                         role = "main"
                     best.setdefault(role, []).append(p["hwm_mib"] or 0)
-            cell = lambda role: f"{max(best[role]):.0f}" if role in best else "-"  # noqa: E731
+            def cell(role: str, best: dict = best) -> str:
+                return f"{max(best[role]):.0f}" if role in best else "-"
             workers = best.get("dicom-worker")
             wcell = f"{max(workers):.0f} (max), {min(workers):.0f} (min)" if workers else "-"
             print(f"| {label} | {cell('main')} | {wcell} | {cell('resource-tracker')} | {cell('other')} | {len(recs)} |")
