@@ -36,7 +36,7 @@ def handle_store(event: Event, archive: Archive) -> int | Dataset:
     return status
 
 
-def _nothing() -> None:
+def nothing_after() -> None:
     """The post-store work of a refused request: its metrics are already recorded."""
 
 
@@ -74,5 +74,5 @@ def store_received(archive: Archive, assoc: Association, path: str | Path,
         status = failure(exc, Service.STORE)
         log.warning("C-STORE %s refused: %s 0x%04X", sop_instance_uid, exc.code,
                     status.Status)
-        return status, _nothing
+        return status, nothing_after
     return 0x0000, after

@@ -58,7 +58,7 @@ from pynetdicom.sop_class import uid_to_service_class
 
 from pacs.reactor import Received
 from pacs.scp import responses
-from pacs.scp.store import handle_store, store_received
+from pacs.scp.store import handle_store, nothing_after, store_received
 from pacs.status import Service, failure
 from storage.archive import Archive
 from storage.errors import StorageUnavailable
@@ -442,7 +442,7 @@ class StoreReceiver:
         from the EVT_C_STORE handler (an unexpected exception is 0xC211), and the work
         to run once the response is sent."""
         request = incoming.request
-        after: Callable[[], None] = _nothing
+        after: Callable[[], None] = nothing_after
         if incoming.error is not None:
             result: int | Dataset = failure(
                 StorageUnavailable(f"cannot write the received data set: "
@@ -462,7 +462,3 @@ class StoreReceiver:
         if isinstance(result, Dataset):
             return int(result.Status), result.get("ErrorComment"), after
         return int(result), None, after
-
-
-def _nothing() -> None:
-    """No post-store work (the request was refused)."""

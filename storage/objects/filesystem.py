@@ -67,7 +67,7 @@ class FilesystemStore:
         digest = hashlib.sha256()
         tmp_name = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._make_directories(str(path.parent))
             fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as out:
                 while chunk := data.read(_CHUNK):
