@@ -12,7 +12,12 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.errors import IndexUnavailable
-from storage.index.dialects import POSTGRES_CONNECT_ARGS, SQLITE_READ_MMAP, configure_sqlite
+from storage.index.dialects import (
+    POSTGRES_CONNECT_ARGS,
+    POSTGRES_SELECT_CONNECT_ARGS,
+    SQLITE_READ_MMAP,
+    configure_sqlite,
+)
 
 
 @contextmanager
@@ -59,7 +64,7 @@ class Database:
         if not url.startswith("sqlite"):
             self._select_engine = create_engine(
                 url, pool_size=8, max_overflow=32, isolation_level="AUTOCOMMIT",
-                connect_args=POSTGRES_CONNECT_ARGS,
+                connect_args=POSTGRES_SELECT_CONNECT_ARGS,
             )
         self.dialect = self.write_engine.dialect.name
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
