@@ -77,9 +77,9 @@ class Reconciler:
         # Most instances need no change: look first, so the ingest path takes no write
         # lock for them (one read per instance with an accession number, on a Core
         # connection with a statement built once: it runs for every stored instance).
-        with self._db.read_connection() as conn:
-            row = conn.execute(_ORDER_OF_ACCESSION,
-                               {"accession": result.accession_number}).first()
+        with self._db.select(_ORDER_OF_ACCESSION,
+                             {"accession": result.accession_number}) as rows:
+            row = rows.first()
         if row is None:
             return
         if row.linked_study_uid and OrderStatus(row.status) not in _BEFORE_EXAM:

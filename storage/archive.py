@@ -341,8 +341,7 @@ class Archive:
             # A Core connection: the rows are plain columns, the ORM session would only
             # add per-query work.
             read = results.column_reader(query.level, keys)
-            with self.db.read_connection() as conn:
-                result = conn.execute(stmt, values)
+            with self.db.select(stmt, values) as result:
                 while rows := result.fetchmany(_FETCH):
                     for row in rows:
                         yield read(row)
@@ -383,9 +382,8 @@ class Archive:
         # A Core connection, not an ORM session: plain rows are all this needs, and for
         # a study of hundreds of instances the session's row processing was a third of
         # the lookup.
-        with self.db.read_connection() as conn:
-            refs = [InstanceRef(*row[:5], coerce=_coercion(row[5:]))
-                    for row in conn.execute(stmt)]
+        with self.db.select(stmt) as rows:
+            refs = [InstanceRef(*row[:5], coerce=_coercion(row[5:])) for row in rows]
         self.audit.record(origin, action, "ok",
                           patient_id=query.filters.get("PatientID", ""),
                           study_uid=query.filters.get("StudyInstanceUID", "")[:64],
@@ -406,8 +404,8 @@ class Archive:
         equality only: no wildcard or list matching (PS3.18 URLs name single UIDs).
         """
         params = {"study": study_uid, "series": series_uid, "sop": sop_instance_uid}
-        with self.db.read_connection() as conn:
-            row = conn.execute(_ONE_INSTANCE, params).first()
+        with self.db.select(_ONE_INSTANCE, params) as result:
+            row = result.first()
         ref = InstanceRef(*row[:5], coerce=_coercion(row[5:])) if row is not None else None
         keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
                 "SOPInstanceUID": sop_instance_uid}

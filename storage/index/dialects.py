@@ -43,6 +43,18 @@ into a hash join over a sequential scan of every patient (51 ms for "today", aga
 for SSDs and a cached working set). Set per session so a shared server is not changed.
 """
 
+POSTGRES_SELECT_CONNECT_ARGS = {
+    "options": POSTGRES_CONNECT_ARGS["options"] + " -c plan_cache_mode=force_custom_plan"}
+"""Sessions of the autocommit pool for hot SELECTs (:meth:`Database.select`).
+
+psycopg prepares a statement on the server once a connection has run it five times
+(outside a transaction nothing deallocates it), and PostgreSQL then switches to a generic
+plan when it looks cheaper. For C-FIND's date range that plan ignores the bounds' values:
+an index scan of every study in id order, 38 ms at 100,000 studies against 11 ms for the
+plan made for the actual dates. Every execution is planned for its values instead
+(about 1 ms); the parse is still saved.
+"""
+
 SQLITE_READ_MMAP = 256 << 20
 """Bytes of the SQLite index read through a memory map on read connections.
 

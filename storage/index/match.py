@@ -12,6 +12,7 @@ DICOM JSON (PS3.18 F.2) and only go through pydicom for the binary C-FIND answer
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -148,22 +149,9 @@ class Match:
     def _encode_ascii(self, implicit_vr: bool, little_endian: bool) -> bytes | None:
         """:meth:`encode` for a match of text index values only, all ASCII (the usual
         case; ``None`` otherwise, as a non-ASCII value needs SpecificCharacterSet)."""
-        parts = []
-        elements = self.elements
-        for index, head, length, pad in _layout(self.layout, self.level, implicit_vr,
-                                                 little_endian):
-            if index < 0:
-                parts.append(head)  # QueryRetrieveLevel, encoded whole
-                continue
-            value = elements[index][2]
-            text = value if type(value) is str else _text(value)
-            if not text.isascii():
-                return None
-            data = text.encode("ascii")
-            if len(data) % 2:
-                data += pad
-            parts.append(head + length.pack(len(data)) + data)
-        return b"".join(parts)
+        assert self.layout is not None
+        return _encode_text([value for _tag, _vr, value in self.elements],
+                            _layout(self.layout, self.level, implicit_vr, little_endian))
 
     def to_dataset(self) -> Dataset:
         """The match as a pydicom Dataset (for callers that want one)."""
@@ -228,6 +216,91 @@ def _layout(elements: tuple[tuple[int, str], ...], level: Level, implicit_vr: bo
         order.append((QUERY_RETRIEVE_LEVEL, -1, qr, struct.Struct("<I"), b""))
     order.sort(key=lambda item: item[0])
     return tuple(item[1:] for item in order)
+
+
+def _encode_text(values: Sequence[Any], layout: _Layout) -> bytes | None:
+    """Text ``values`` (in :attr:`Match.elements` order) as the elements of ``layout``;
+    ``None`` if one is not ASCII."""
+    parts = []
+    try:
+        for index, head, length, pad in layout:
+            if index < 0:
+                parts.append(head)  # QueryRetrieveLevel, encoded whole
+                continue
+            value = values[index]
+            data = (value if type(value) is str else _text(value)).encode("ascii")
+            if len(data) % 2:
+                data += pad
+            parts.append(head + length.pack(len(data)) + data)
+    except UnicodeEncodeError:
+        return None
+    return b"".join(parts)
+
+
+class RowShape:
+    """The keys of every match of one query read from index columns alone, all text VRs,
+    in the order the query selects them (``(tag, VR, is ModalitiesInStudy)`` each).
+
+    The per-key work is done once per query here rather than once per match, and
+    :class:`RowMatch` encodes a row as it came from the database: building a
+    :class:`Match`'s element list first cost about as much as encoding it.
+    """
+
+    def __init__(self, level: Level, keys: Sequence[tuple[int, str, bool]]) -> None:
+        self.level = level
+        self.layout = tuple((tag, vr) for tag, vr, _modalities in keys)
+        self._modalities = tuple(i for i, (_t, _vr, modalities) in enumerate(keys) if modalities)
+        self._encodings: dict[tuple[bool, bool], _Layout] = {}
+
+    def values(self, row: Sequence[Any]) -> Sequence[Any]:
+        """The row with ModalitiesInStudy (stored ``\\CT\\MR\\``) as a list."""
+        if not self._modalities:
+            return row
+        values = list(row)
+        for i in self._modalities:
+            values[i] = [m for m in (values[i] or "").split("\\") if m]
+        return values
+
+    def encode(self, row: Sequence[Any], implicit_vr: bool, little_endian: bool) -> bytes | None:
+        """:meth:`Match.encode` of this row when it is all ASCII, else ``None``."""
+        layout = self._encodings.get((implicit_vr, little_endian))
+        if layout is None:
+            layout = _layout(self.layout, self.level, implicit_vr, little_endian)
+            self._encodings[(implicit_vr, little_endian)] = layout
+        return _encode_text(self.values(row), layout)
+
+
+class RowMatch(Match):
+    """A :class:`Match` holding the row it was read from: :meth:`encode` writes the row
+    directly (:meth:`RowShape.encode`); the element list is made only when asked for
+    (:meth:`set`, :meth:`to_json`, a non-ASCII value)."""
+
+    def __init__(self, shape: RowShape, row: Sequence[Any]) -> None:  # noqa: D107
+        self.level = shape.level
+        self.header = {}
+        self.layout = shape.layout
+        self._shape = shape
+        self._row = row
+        self._elements: list[tuple[int, str, Any]] | None = None
+
+    @property  # type: ignore[override]
+    def elements(self) -> list[tuple[int, str, Any]]:
+        if self._elements is None:
+            self._elements = [(tag, vr, value) for (tag, vr), value
+                              in zip(self._shape.layout, self._shape.values(self._row),
+                                     strict=True)]
+        return self._elements
+
+    @elements.setter
+    def elements(self, value: list[tuple[int, str, Any]]) -> None:
+        self._elements = value
+
+    def encode(self, implicit_vr: bool, little_endian: bool) -> bytes:
+        if self._elements is None:
+            fast = self._shape.encode(self._row, implicit_vr, little_endian)
+            if fast is not None:
+                return fast
+        return super().encode(implicit_vr, little_endian)
 
 
 def _header_elements(header: dict[int, dict[str, Any]], implicit_vr: bool,

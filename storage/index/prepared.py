@@ -85,13 +85,13 @@ def warm(db: Database, *, cap: int, today: date | None = None) -> int:
     blank = dict.fromkeys(return_keys, "")
     shapes = [{"PatientID": "-"}, {"PatientName": "-*"},
               {"StudyDate": f"{month_ago}-{day:%Y%m%d}"}, {"StudyDate": f"{day:%Y%m%d}"}]
-    with db.read_connection() as conn:
-        for matching in shapes:
-            query = Query(Level.STUDY, {**blank, **matching}, return_keys)
-            keys = results.response_keys(query.level, query.return_keys)
-            stmt, values = find_statement(query, keys, cap=cap,
-                                          columns_only=not results.needs_header(query.level,
-                                                                                keys))
-            for _row in conn.execute(stmt, values):
+    for matching in shapes:
+        query = Query(Level.STUDY, {**blank, **matching}, return_keys)
+        keys = results.response_keys(query.level, query.return_keys)
+        stmt, values = find_statement(query, keys, cap=cap,
+                                      columns_only=not results.needs_header(query.level,
+                                                                            keys))
+        with db.select(stmt, values) as result:
+            for _row in result:
                 pass
     return len(shapes)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-from storage.index.match import BINARY_VRS, Match
+from storage.index.match import BINARY_VRS, Match, RowMatch, RowShape
 from storage.index.query import ATTRS, DEPTH, UNIQUE_KEY, Level, allowed
 
 
@@ -74,14 +74,13 @@ def column_reader(level: Level, keys: Iterable[str]) -> Callable[[Sequence[Any]]
         return lambda row: from_columns(level, shape, row)
     layout = _text_layout(level, shape)
     modalities = [attr.kind == "modalities" for _k, _t, _vr, attr in plan]
-    if not any(modalities):
-        tags = [(tag, vr) for _k, tag, vr, _attr in plan]
-        return lambda row: Match(level, [(tag, vr, value) for (tag, vr), value
-                                         in zip(tags, row, strict=True)], layout=layout)
+    if layout is not None:
+        row_shape = RowShape(level, [(tag, vr, mod) for (_k, tag, vr, _attr), mod
+                                     in zip(plan, modalities, strict=True)])
+        return lambda row: RowMatch(row_shape, row)
     heads = [(tag, vr, mod) for (_k, tag, vr, _attr), mod in zip(plan, modalities, strict=True)]
     return lambda row: Match(level, [(tag, vr, _split_modalities(value) if mod else value)
-                                     for (tag, vr, mod), value in zip(heads, row, strict=True)],
-                             layout=layout)
+                                     for (tag, vr, mod), value in zip(heads, row, strict=True)])
 
 
 def _split_modalities(value: Any) -> list[str]:

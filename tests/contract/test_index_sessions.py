@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from storage.index.database import Database
@@ -22,5 +23,54 @@ def test_read_connections_carry_the_planner_settings(database_url: str) -> None:
                 assert conn.execute(text("PRAGMA mmap_size")).scalar() == 0
             else:
                 assert float(conn.execute(text("SHOW random_page_cost")).scalar()) == 1.1
+    finally:
+        db.dispose()
+
+
+def test_select_reads_rows_on_both_databases(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        with db.select(text("select :a + 1"), {"a": 41}) as result:
+            assert result.scalar() == 42
+    finally:
+        db.dispose()
+
+
+def test_select_is_one_statement_outside_a_transaction(database_url: str) -> None:
+    """A hot-path SELECT on PostgreSQL is sent alone: no BEGIN before it (its
+    transaction started with the statement itself), no ping, the planner settings kept."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: SQLite runs in-process, with no round trips to save")
+    db = Database(database_url)
+    try:
+        for _ in range(2):  # a fresh connection, then the pooled one
+            with db.select(text("select now() = statement_timestamp(), "
+                                "current_setting('random_page_cost'), "
+                                "current_setting('plan_cache_mode')")) as result:
+                same_start, cost, plans = result.one()
+            assert same_start is True
+            assert float(cost) == 1.1
+            # prepared statements are never run on a generic plan (see dialects.py)
+            assert plans == "force_custom_plan"
+        with db.write_connection() as conn:  # writes still run in a transaction
+            assert conn.execute(text("select now() = statement_timestamp()")).scalar() is False
+    finally:
+        db.dispose()
+
+
+def test_select_survives_the_server_closing_its_pooled_connection(database_url: str) -> None:
+    """Without a ping at checkout, a connection the server closed (restart, idle
+    timeout) is found by the statement itself, which then runs on a new connection."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: SQLite has no server process to close a connection")
+    db = Database(database_url)
+    try:
+        with db.select(text("select pg_backend_pid()")) as result:
+            first = result.scalar()
+        with db.write_connection() as conn:
+            assert conn.execute(text("select pg_terminate_backend(:pid)"), {"pid": first}).scalar()
+        with db.select(text("select pg_backend_pid()")) as result:
+            second = result.scalar()
+        assert second != first
     finally:
         db.dispose()

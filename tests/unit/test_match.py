@@ -8,7 +8,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
-from storage.index.match import Match
+from storage.index.match import Match, RowMatch, RowShape
 from storage.index.query import Level
 
 HEADER_SQ = {"vr": "SQ", "Value": [{"00081150": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.2"]}}]}
@@ -61,3 +61,34 @@ def test_set_replaces_a_value() -> None:
     match.set(0x00080054, "AE", "PACS")
     assert match.get(0x00080054) == "PACS"
     assert Dataset.from_json(match.to_json()).RetrieveAETitle == "PACS"
+
+
+ROW_KEYS = [(0x00080020, "DA", False), (0x00080061, "CS", True), (0x00100010, "PN", False),
+            (0x0020000D, "UI", False), (0x00201206, "IS", False), (0x00081030, "LO", False)]
+
+
+@pytest.mark.parametrize("name", ["DOE^JOHN", "Nguyễn^Văn An"])
+@pytest.mark.parametrize(("implicit", "little"), [(True, True), (False, True), (False, False)])
+def test_row_match_encodes_as_pydicom(name: str, implicit: bool, little: bool) -> None:
+    """A match encoded straight from its index row equals pydicom's encoding of it,
+    non-ASCII names (UTF-8 declared) and ModalitiesInStudy as stored included."""
+    row = ("20261123", "\\CT\\MR\\", name, "1.2.3.4", 3, None)
+    match = RowMatch(RowShape(Level.STUDY, ROW_KEYS), row)
+    reference = encode(match.to_dataset(), implicit, little)
+    assert RowMatch(RowShape(Level.STUDY, ROW_KEYS), row).encode(implicit, little) == reference
+    back = decode(BytesIO(reference), implicit, little)
+    assert back.ModalitiesInStudy == ["CT", "MR"] and back.NumberOfStudyRelatedSeries == 3
+    assert ("SpecificCharacterSet" in back) is (not name.isascii())
+
+
+def test_row_match_set_and_json_as_a_match() -> None:
+    row = ("20261123", "\\CT\\", "DOE^JOHN", "1.2.3.4", 3, "")
+    shape = RowShape(Level.STUDY, ROW_KEYS)
+    plain = Match(Level.STUDY, [(tag, vr, ["CT"] if mod else value)
+                                for (tag, vr, mod), value in zip(ROW_KEYS, row, strict=True)])
+    assert RowMatch(shape, row).to_json() == plain.to_json()
+    fast, slow = RowMatch(shape, row), plain
+    for match in (fast, slow):
+        match.set(0x00080054, "AE", "PACS")
+    assert fast.encode(True, True) == slow.encode(True, True)
+    assert fast.get(0x00080054) == "PACS"
