@@ -127,3 +127,28 @@ def test_a_connection_killed_in_use_fails_one_operation_then_the_pool_reconnects
             assert b.execute(text("SELECT 1")).scalar() == 1
     finally:
         db.dispose()
+
+
+def test_reads_on_postgresql_run_outside_a_transaction_and_writes_inside_one(
+        pg_database: tuple[str, str]) -> None:
+    from psycopg.pq import TransactionStatus
+
+    _name, url = pg_database
+    db = Database(url)
+    try:
+        for _ in range(2):  # the pooled connection is reused, in both directions
+            with db.read_connection() as conn:
+                assert conn.execute(text("SELECT count(*) FROM patients")).scalar() == 0
+                # autocommit: no BEGIN was sent, so no ROLLBACK is owed on return
+                status = conn.connection.dbapi_connection.info.transaction_status
+                assert status == TransactionStatus.IDLE
+            with pytest.raises(RuntimeError), db.write_connection() as conn:
+                conn.execute(text(
+                    "INSERT INTO patients (patient_id, patient_name, patient_name_norm,"
+                    " birth_date, sex, created_at, num_studies, num_series, num_instances)"
+                    " VALUES ('X', '', '', '', '', now(), 0, 0, 0)"))
+                status = conn.connection.dbapi_connection.info.transaction_status
+                assert status == TransactionStatus.INTRANS
+                raise RuntimeError("roll back")
+    finally:
+        db.dispose()
