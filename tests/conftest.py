@@ -37,6 +37,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def pg_database(pg_template: str) -> Iterator[tuple[str, str]]:  # noqa: F811
+    """``(name, url)`` of a fresh migrated PostgreSQL index (skips without a server)."""
+    name, url = fresh_database(pg_template)
+    yield name, url
+    drop_database(name)
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'index.db'}"
     upgrade(url)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Executable, create_engine, text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.errors import IndexUnavailable
@@ -29,6 +30,43 @@ def _translated(what: str) -> Iterator[None]:
         raise IndexUnavailable(f"index {what} failed: {type(exc).__name__}") from exc
 
 
+PING_AFTER_IDLE = 1.0
+"""Seconds a pooled PostgreSQL connection may lie unused before its checkout pings it."""
+
+
+def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
+    """Ping a pooled connection on checkout only if it lay unused for ``idle_seconds``.
+
+    ``pool_pre_ping`` pings at every checkout: ingest checks out a connection or two per
+    instance, so that was a ``SELECT 1`` round trip (and its work in the server process)
+    per checkout, with a connection used milliseconds before. A connection that lay idle
+    is the one likely to be dead (PostgreSQL restarted, an idle timeout, a proxy): it is
+    pinged, and a dead one is replaced before the caller sees it (the pool retries the
+    checkout on :class:`~sqlalchemy.exc.DisconnectionError`). One killed while in steady
+    use fails its next statement instead: SQLAlchemy recognises the disconnect, and
+    invalidates every connection of the pool that existed then, so only that operation
+    fails (its caller reports ``IndexUnavailable``; no store is acknowledged without its
+    commit) and the next checkouts connect afresh.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # a new connection, or one in use moments ago
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_conn, None):
+                raise DisconnectionError("idle index connection is gone") from exc
+            raise
+
+
 class Database:
     """The index's engines: one for writes and one for reads.
 
@@ -43,7 +81,8 @@ class Database:
     wake-up of the server process, a millisecond or more when the machine is busy.
     """
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL",
+                 ping_after_idle: float = PING_AFTER_IDLE) -> None:
         self.url = url
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
@@ -56,9 +95,9 @@ class Database:
                              mmap_size=SQLITE_READ_MMAP)
         else:
             self.write_engine = create_engine(
-                url, pool_size=8, max_overflow=32, pool_pre_ping=True,
-                connect_args=POSTGRES_CONNECT_ARGS,
+                url, pool_size=8, max_overflow=32, connect_args=POSTGRES_CONNECT_ARGS,
             )
+            ping_idle_connections(self.write_engine, ping_after_idle)
             self.read_engine = self.write_engine
         self._select_engine = self.read_engine
         if not url.startswith("sqlite"):

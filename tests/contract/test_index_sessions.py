@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import text
 
 from storage.index.database import Database
@@ -36,12 +35,12 @@ def test_select_reads_rows_on_both_databases(database_url: str) -> None:
         db.dispose()
 
 
-def test_select_is_one_statement_outside_a_transaction(database_url: str) -> None:
+def test_select_is_one_statement_outside_a_transaction(
+        pg_database: tuple[str, str]) -> None:
     """A hot-path SELECT on PostgreSQL is sent alone: no BEGIN before it (its
     transaction started with the statement itself), no ping, the planner settings kept."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only: SQLite runs in-process, with no round trips to save")
-    db = Database(database_url)
+    # PostgreSQL only: SQLite runs in-process, with no round trips to save
+    db = Database(pg_database[1])
     try:
         for _ in range(2):  # a fresh connection, then the pooled one
             with db.select(text("select now() = statement_timestamp(), "
@@ -58,12 +57,12 @@ def test_select_is_one_statement_outside_a_transaction(database_url: str) -> Non
         db.dispose()
 
 
-def test_select_survives_the_server_closing_its_pooled_connection(database_url: str) -> None:
+def test_select_survives_the_server_closing_its_pooled_connection(
+        pg_database: tuple[str, str]) -> None:
     """Without a ping at checkout, a connection the server closed (restart, idle
     timeout) is found by the statement itself, which then runs on a new connection."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only: SQLite has no server process to close a connection")
-    db = Database(database_url)
+    # PostgreSQL only: SQLite has no server process to close a connection
+    db = Database(pg_database[1])
     try:
         with db.select(text("select pg_backend_pid()")) as result:
             first = result.scalar()
