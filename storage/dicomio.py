@@ -31,6 +31,7 @@ from storage.dicomjson import (
     tag_of,
 )
 from storage.errors import DatasetDoesNotMatchSopClass, UnreadableDataset
+from storage.headerwalk import read_head
 
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 """PS3.5 9.1: components of digits without leading zeros, at most 64 characters."""
@@ -165,7 +166,8 @@ def read_header(path: str | Path | BinaryIO) -> Header:
     """
     try:
         with _opened(path) as fp:
-            ds = dcmread(fp, stop_before_pixels=True)
+            walked = read_head(fp)  # the plain case, else pydicom's reader
+            ds = walked if walked is not None else dcmread(fp, stop_before_pixels=True)
             # Convert every top-level element now so a corrupt header fails here, not
             # later while building responses.
             checked = check_header(ds)
