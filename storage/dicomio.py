@@ -97,6 +97,10 @@ class Header:
             # element again: the index takes about twenty of these per instance.
             values = ready.get("Value") or [""]
             return str(values[0]).strip() if len(values) == 1 else "\\".join(values)
+        if ready is not None and ready["vr"] == "PN":
+            # As str(PersonName): the groups joined by "=".
+            names = ["=".join(name.values()) for name in ready.get("Value") or [{}]]
+            return names[0].strip() if len(names) == 1 else "\\".join(names)
         value = self.dataset.get(keyword, "")
         if value is None:
             return ""
