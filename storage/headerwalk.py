@@ -18,6 +18,7 @@ tests/unit/test_header_walk.py proves the datasets equal over every file pydicom
 
 from __future__ import annotations
 
+import io
 import struct
 from typing import Any, BinaryIO
 
@@ -81,6 +82,25 @@ def read_head(fp: BinaryIO) -> FileDataset | None:
             break
     fp.seek(0)
     return None
+
+
+def read_prefix(data: bytes) -> tuple[FileDataset, int] | None:
+    """The dataset :func:`read_head` returns for a file starting with ``data``, and the
+    offset of its Pixel Data element, if ``data`` holds every element before it.
+
+    For a file still being received (``data`` is what arrived so far): elements end at
+    the Pixel Data, so the dataset does not depend on bytes after it. ``None`` when the
+    file is not the plain case, has no Pixel Data within ``data``, or has an
+    undefined-length sequence (its end is found only with the whole file).
+    """
+    if config.settings.reading_validation_mode == config.RAISE or config.debugging:
+        return None
+    fp = io.BytesIO(data)
+    try:
+        ds = _walk(fp, data, False)
+    except (_Short, struct.error, ValueError, KeyError, EOFError, NotImplementedError):
+        return None
+    return None if ds is None else (ds, fp.tell())
 
 
 def _walk(fp: BinaryIO, data: bytes, complete: bool) -> FileDataset | None:

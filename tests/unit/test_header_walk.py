@@ -103,3 +103,56 @@ def test_read_header_same_with_and_without_the_walk(
     ours = _header_or_refusal(path)
     monkeypatch.setattr(dicomio, "read_head", lambda fp: None)
     assert ours == _header_or_refusal(path)
+
+
+def _with_head(path: Path, cut: int) -> str | None:
+    """What read_header gives for ``path`` given the header parsed from its first
+    ``cut`` bytes, or ``None`` if those bytes were not parsed."""
+    head = dicomio.parse_head(path.read_bytes()[:cut])
+    if head is None:
+        return None
+    try:
+        header = read_header(path, head=head)
+    except Exception as exc:
+        return type(exc).__name__
+    return _header_or_refusal_of(header)
+
+
+def _header_or_refusal_of(header: dicomio.Header) -> str:
+    return json.dumps([header.metadata_json(), header.transfer_syntax_uid,
+                       header.sop_class_uid, header.sop_instance_uid, header.study_uid,
+                       header.series_uid, repr(header.pixel_data),
+                       [header.text(k) for k in ("PatientName", "PatientID", "Modality",
+                                                 "StudyDate", "AccessionNumber")],
+                       [header.integer(k) for k in ("Rows", "Columns", "InstanceNumber")]])
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_header_parsed_from_first_bytes_is_read_headers(tmp_path: Path) -> None:
+    """parse_head on any prefix of a file either declines or gives, with the whole file,
+    exactly read_header's header or refusal; it declines until the Pixel Data is in."""
+    generated = [write(ds, tmp_path / str(index)) for index, ds in
+                 enumerate(make_study(StudySpec(modality="MR", series=1, instances=2)))]
+    parsed = 0
+    for path in FILES + generated:
+        size = path.stat().st_size
+        expected = _header_or_refusal(path)
+        complete = None
+        for cut in sorted({64, 200, 1000, 4000, size // 2, size - 1, size}):
+            got = _with_head(path, cut)
+            if got is not None:
+                assert got == expected, (path.name, cut)
+                complete = cut if complete is None else complete
+                parsed += 1
+            elif complete is not None:
+                raise AssertionError(f"{path.name}: parsed from {complete} bytes, not {cut}")
+    assert parsed > len(FILES), parsed
+
+
+def test_header_not_parsed_before_pixel_data(tmp_path: Path) -> None:
+    data = write(make_study(StudySpec(series=1, instances=1))[0], tmp_path).read_bytes()
+    at = data.index(b"\xe0\x7f\x10\x00")
+    assert dicomio.parse_head(data[:at]) is None  # the last elements may be missing
+    assert dicomio.parse_head(data[:at + 11]) is None  # its length not in yet
+    head = dicomio.parse_head(data[:at + 12])
+    assert head is not None and head.end == at
