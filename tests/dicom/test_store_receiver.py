@@ -163,7 +163,7 @@ def _index_rows(served: Served, uid: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("max_pdu", [16382, 4096])
 def test_header_parsed_while_arriving_indexes_the_same(
-        serve: Any, sqlite_services: Services, tmp_path: Path,
+        serve: Any, services: Services, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, max_pdu: int) -> None:
     """A header parsed from the first fragments, while the pixel data still arrives,
     gives the archive the same objects and index rows (metadata JSON included) as
@@ -179,7 +179,7 @@ def test_header_parsed_while_arriving_indexes_the_same(
         return head
 
     monkeypatch.setattr(store_receiver, "parse_head", recording)
-    fast = serve(sqlite_services, max_pdu=max_pdu)
+    fast = serve(services, max_pdu=max_pdu)  # SQLite and PostgreSQL index
     other = _other_services(tmp_path)
     try:
         slow = serve(other)
