@@ -32,7 +32,7 @@ from storage import metrics
 from storage.audit import AuditLog
 from storage.bulkdata import read_bulk_value
 from storage.corrections import Corrector, Demographics, coerce_dataset
-from storage.dicomio import read_header
+from storage.dicomio import Head, read_header
 from storage.errors import DatasetDoesNotMatchSopClass, NotFound, PacsError, UnreadableDataset
 from storage.frames import FrameReader, PixelRef, as_seekable
 from storage.index import results
@@ -147,7 +147,8 @@ class Archive:
     def store_deferred(self, path: str | Path, origin: Origin, *,
                        sop_class_uid: str | None = None, sop_instance_uid: str | None = None,
                        study_uid: str | None = None, consume: bool = False,
-                       sha256: str | None = None) -> tuple[StoreResult, Callable[[], None]]:
+                       sha256: str | None = None, head: Head | None = None
+                       ) -> tuple[StoreResult, Callable[[], None]]:
         """:meth:`store`, returning as soon as the instance is durable and indexed, with
         the work that need not precede the acknowledgement left to the caller.
 
@@ -173,7 +174,7 @@ class Archive:
         began = time.perf_counter()
         try:
             result, size = self._store(path, origin, sop_class_uid, sop_instance_uid,
-                                       study_uid, consume, sha256)
+                                       study_uid, consume, sha256, head)
         except BaseException as exc:
             metrics.observe("store", time.perf_counter() - began,
                             exc if isinstance(exc, Exception) else None)
@@ -190,7 +191,8 @@ class Archive:
 
     def _store(self, path: str | Path, origin: Origin, sop_class_uid: str | None,
                sop_instance_uid: str | None, study_uid: str | None,
-               consume: bool, sha256: str | None) -> tuple[StoreResult, int]:
+               consume: bool, sha256: str | None, head: Head | None = None
+               ) -> tuple[StoreResult, int]:
         key = new_object_key()
         # The header is read through a handle opened first, so the object store may rename
         # the file meanwhile (a staged file is adopted, not copied). The handle is opened
@@ -202,12 +204,13 @@ class Archive:
             raise UnreadableDataset(f"received file cannot be read: {exc.strerror}") from exc
         with open(fd, "rb") as source:
             return self._store_open(source, path, key, origin, sop_class_uid,
-                                    sop_instance_uid, study_uid, consume, sha256)
+                                    sop_instance_uid, study_uid, consume, sha256, head)
 
     def _store_open(self, source: BinaryIO, path: str | Path, key: str, origin: Origin,
                     sop_class_uid: str | None, sop_instance_uid: str | None,
                     study_uid: str | None, consume: bool,
-                    digest: str | None) -> tuple[StoreResult, int]:
+                    digest: str | None, head: Head | None = None
+                    ) -> tuple[StoreResult, int]:
         # The object is written (and fsynced) in a helper thread while this one parses the
         # header and, for a received file whose digest is known, writes the index rows:
         # the disk wait, the parsing and the statements overlap. The index transaction
@@ -221,7 +224,7 @@ class Archive:
             put = self._io.submit(self._put_file, key, path)
         try:
             try:
-                header = read_header(source)
+                header = read_header(source, head=head)
                 if sop_instance_uid and header.sop_instance_uid != sop_instance_uid.strip():
                     raise DatasetDoesNotMatchSopClass(
                         "SOP Instance UID differs from the request")

@@ -31,6 +31,7 @@ from storage.dicomjson import (
     tag_of,
 )
 from storage.errors import DatasetDoesNotMatchSopClass, UnreadableDataset
+from storage.headerwalk import read_head, read_prefix
 
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 """PS3.5 9.1: components of digits without leading zeros, at most 64 characters."""
@@ -96,6 +97,10 @@ class Header:
             # element again: the index takes about twenty of these per instance.
             values = ready.get("Value") or [""]
             return str(values[0]).strip() if len(values) == 1 else "\\".join(values)
+        if ready is not None and ready["vr"] == "PN":
+            # As str(PersonName): the groups joined by "=".
+            names = ["=".join(name.values()) for name in ready.get("Value") or [{}]]
+            return names[0].strip() if len(names) == 1 else "\\".join(names)
         value = self.dataset.get(keyword, "")
         if value is None:
             return ""
@@ -140,6 +145,40 @@ class Header:
         return self._json
 
 
+@dataclass(frozen=True)
+class Head:
+    """A header parsed from the first bytes of a file still arriving (:func:`parse_head`).
+
+    Given to :func:`read_header` with the complete file, it replaces the parse; the
+    checks that need the whole file (pixel data not truncated) and the UID checks are
+    made there, as for any file.
+    """
+
+    dataset: Dataset
+    checked: CheckedHeader
+    end: int
+    """Offset of the Pixel Data element, where the parse stopped."""
+
+
+def parse_head(data: bytes) -> Head | None:
+    """The header of a Part 10 file whose first bytes are ``data``, parsed as
+    :func:`read_header` parses it; ``None`` if ``data`` does not hold all of it up to the
+    Pixel Data, if the file is not the plain case :mod:`storage.headerwalk` reads, or if
+    an element fails to convert (:func:`read_header` then reads the file and reports it).
+
+    A receiver calls this while the rest of the file (the pixel data) is still arriving.
+    """
+    read = read_prefix(data)
+    if read is None:
+        return None
+    ds, end = read
+    try:
+        checked = check_header(ds)
+    except Exception:  # read_header converts it again and says why it fails
+        return None
+    return Head(ds, checked, end)
+
+
 @contextmanager
 def _opened(source: str | Path | BinaryIO) -> Iterator[BinaryIO]:
     if isinstance(source, str | Path):
@@ -149,11 +188,13 @@ def _opened(source: str | Path | BinaryIO) -> Iterator[BinaryIO]:
         yield source
 
 
-def read_header(path: str | Path | BinaryIO) -> Header:
+def read_header(path: str | Path | BinaryIO, *, head: Head | None = None) -> Header:
     """Parse the header of the Part 10 file at ``path`` and check its Type 1 UIDs.
 
     ``path`` may also be a file opened in binary mode at its start (left open): the
     archive reads a received file through a handle while the object store renames it.
+    ``head`` is the header already parsed from the file's first bytes (:func:`parse_head`,
+    as they arrived): only the checks are made.
 
     Raises
     ------
@@ -165,10 +206,15 @@ def read_header(path: str | Path | BinaryIO) -> Header:
     """
     try:
         with _opened(path) as fp:
-            ds = dcmread(fp, stop_before_pixels=True)
-            # Convert every top-level element now so a corrupt header fails here, not
-            # later while building responses.
-            checked = check_header(ds)
+            if head is not None:
+                ds, checked = head.dataset, head.checked
+                fp.seek(head.end)
+            else:
+                walked = read_head(fp)  # the plain case, else pydicom's reader
+                ds = walked if walked is not None else dcmread(fp, stop_before_pixels=True)
+                # Convert every top-level element now so a corrupt header fails here,
+                # not later while building responses.
+                checked = check_header(ds)
 
             def value(keyword: str) -> Any:
                 # As converted from the bytes, else as pydicom converts it.

@@ -12,8 +12,9 @@ every file pydicom ships), built faster in two ways:
 * the plain text and number elements that make up almost every header (UIDs, codes,
   dates, names of things, pixel geometry) go from their received bytes straight to JSON
   values, by the same rules pydicom's converters apply, without building pydicom data
-  elements; anything else (person names, sequences, binary values, tags, non-ASCII text,
-  values pydicom would have to judge) is converted by pydicom.
+  elements, and so do person names in the default repertoire, Latin-1 or UTF-8 without
+  escape sequences; anything else (sequences, binary values, tags, non-ASCII text,
+  other character sets, values pydicom would have to judge) is converted by pydicom.
 """
 
 from __future__ import annotations
@@ -148,11 +149,20 @@ def check_header(ds: Dataset) -> CheckedHeader:
     ready: dict[int, dict[str, Any]] = {}
     fast = not (config.datetime_conversion or config.use_DS_numpy or config.use_IS_numpy
                 or config.use_DS_decimal or config.use_none_as_empty_text_VR_value)
+    # Person names only where decoding is one codec call pydicom would make too, and
+    # pydicom's validation of names could only warn.
+    names = ds._character_set if fast else None
+    if isinstance(names, list):
+        names = names[0] if len(names) == 1 else None
+    codec = names if isinstance(names, str) else None
+    if codec not in _PN_CODECS or \
+            config.settings.reading_validation_mode == config.RAISE:
+        codec = None
     for elem in ds.elements():
         tag = int(elem.tag)
         tags.append(tag)
         if isinstance(elem, RawDataElement):
-            value = _raw_json(elem) if fast else None
+            value = _raw_json(elem, codec) if fast else None
             if value is not None:
                 ready[tag] = value
             else:
@@ -166,13 +176,22 @@ _SINGLE_TEXT = frozenset({VR.LT, VR.ST, VR.UT})
 _BINARY_NUMBERS = {VR.US: "H", VR.UL: "L", VR.SS: "h", VR.SL: "l", VR.FL: "f", VR.FD: "d"}
 _LUT_DESCRIPTORS = frozenset({0x00281101, 0x00281102, 0x00281103, 0x00283002})
 """LUT Descriptors, whose first value pydicom reads as unsigned whatever the VR says."""
+_PN_CODECS = frozenset({"iso8859", "latin_1", "UTF8"})
+"""Python codecs of the default repertoire, ISO_IR 100 and ISO_IR 192 (pydicom.charset):
+without escape sequences pydicom decodes a name with the one codec, and encoding it
+back (PersonName.encode) gives the same bytes, so the name's groups are those of the
+decoded text."""
+_PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 _IS_RE = re.compile(r" *[+-]?[0-9]+ *")
 _DS_RE = re.compile(r" *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *")
 
 
-def _raw_json(raw: RawDataElement) -> dict[str, Any] | None:
+def _raw_json(raw: RawDataElement, codec: str | None = None) -> dict[str, Any] | None:
     """DICOM JSON of a raw element by pydicom's conversion rules, or ``None`` to let
     pydicom convert it.
+
+    ``codec`` is the dataset's Python codec if person names may be decoded here
+    (:func:`_pn_json`), else ``None``.
 
     The rules are those of ``pydicom.values`` for each VR: trailing padding removed
     (``\\0`` and spaces), multiple values split at backslashes, AE values stripped on both
@@ -183,7 +202,10 @@ def _raw_json(raw: RawDataElement) -> dict[str, Any] | None:
     if vr is None or data is None or not isinstance(data, bytes):
         return None
     if not data:
-        return {"vr": vr} if vr in TEXT_VRS or vr in NUMBER_VRS else None
+        return {"vr": vr} if vr in TEXT_VRS or vr in NUMBER_VRS or \
+            (vr == VR.PN and codec) else None
+    if vr == VR.PN:
+        return _pn_json(data, codec) if codec else None
     fmt = _BINARY_NUMBERS.get(vr)
     if fmt is not None:
         size = struct.calcsize("<" + fmt)  # standard sizes, not native ones
@@ -218,6 +240,38 @@ def _raw_json(raw: RawDataElement) -> dict[str, Any] | None:
     if len(values) == 1 and not values[0]:
         return {"vr": vr}
     return {"vr": vr, "Value": values}
+
+
+def _pn_json(data: bytes, codec: str) -> dict[str, Any] | None:
+    """DICOM JSON of a person name value as ``convert_PN`` and ``to_json_dict`` give it,
+    or ``None`` to let pydicom convert it.
+
+    pydicom strips trailing padding, decodes, splits the values at backslashes and each
+    name at ``=`` into its groups (trailing empty groups dropped); JSON has at most three
+    groups. Declined: escape sequences, bytes the codec refuses (pydicom would warn and
+    replace), more than three groups (the index text would keep them), and an empty name
+    among several (pydicom's JSON conversion fails on it).
+    """
+    if b"\x1b" in data:
+        return None
+    try:
+        text = data.rstrip(b"\x00 ").decode(codec)
+    except UnicodeDecodeError:
+        return None
+    names = text.split("\\")
+    values = []
+    for name in names:
+        groups = name.split("=")
+        while groups and not groups[-1]:
+            groups.pop()
+        if not groups:
+            if len(names) == 1:
+                return {"vr": VR.PN}
+            return None
+        if len(groups) > len(_PN_GROUPS):
+            return None
+        values.append(dict(zip(_PN_GROUPS, groups, strict=False)))
+    return {"vr": VR.PN, "Value": values}
 
 
 def _element_json(elem: DataElement, bulk_base: str, path: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pacs.scp import responses
 from pacs.staging import received_digest
 from pacs.status import Service, failure
 from storage.archive import Archive
+from storage.dicomio import Head
 from storage.errors import PacsError
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,8 @@ def nothing_after() -> None:
 
 
 def store_received(archive: Archive, assoc: Association, path: str | Path,
-                   sop_class_uid: str, sop_instance_uid: str,
-                   sha256: str | None) -> tuple[int | Dataset, Callable[[], None]]:
+                   sop_class_uid: str, sop_instance_uid: str, sha256: str | None,
+                   head: Head | None = None) -> tuple[int | Dataset, Callable[[], None]]:
     """Archive the data set a C-STORE-RQ brought, written to ``path`` as a Part 10 file.
 
     Both receive paths call this: pynetdicom's (:func:`handle_store`) and the DUL's own
@@ -57,6 +58,9 @@ def store_received(archive: Archive, assoc: Association, path: str | Path,
         The request's Affected SOP Class/Instance UIDs, checked against the data set.
     sha256
         The file's digest, when its writer computed it while it arrived.
+    head
+        The file's header, when its writer parsed it from the first bytes while the
+        rest arrived (:func:`storage.dicomio.parse_head`).
 
     Returns
     -------
@@ -69,7 +73,7 @@ def store_received(archive: Archive, assoc: Association, path: str | Path,
     try:
         _, after = archive.store_deferred(
             path, origin_of(assoc), sop_class_uid=sop_class_uid,
-            sop_instance_uid=sop_instance_uid, consume=True, sha256=sha256)
+            sop_instance_uid=sop_instance_uid, consume=True, sha256=sha256, head=head)
     except PacsError as exc:
         status = failure(exc, Service.STORE)
         log.warning("C-STORE %s refused: %s 0x%04X", sop_instance_uid, exc.code,

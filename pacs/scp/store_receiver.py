@@ -13,6 +13,9 @@ does instead what the standard asks and nothing more:
   staging directory, starting with the File Meta Information pynetdicom writes for a
   chunked receive (so the stored file is byte for byte what pynetdicom would store);
 - each data set fragment (PS3.8 E.2) is written from the receive buffer and hashed;
+  the header (everything before the Pixel Data, which comes last) is parsed from the
+  first fragments as soon as they hold it, while the pixel data is still arriving, and
+  handed to the archive with the file (:func:`storage.dicomio.parse_head`);
 - on the last one the archive stores the file (:func:`pacs.scp.store.store_received`, as
   the EVT_C_STORE handler does) and the C-STORE-RSP (PS3.7 9.3.1.2) goes back as
   encoded P-DATA-TF PDUs; the work that need not precede it (post-store listeners such
@@ -61,6 +64,7 @@ from pacs.scp import responses
 from pacs.scp.store import handle_store, nothing_after, store_received
 from pacs.status import Service, failure
 from storage.archive import Archive
+from storage.dicomio import Head, parse_head
 from storage.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,11 @@ _US = struct.Struct("<H")
 
 _C_STORE_RQ = 0x0001
 _NO_DATA_SET = 0x0101
+_HEAD_LIMIT = 65536
+"""Bytes of a file kept in memory to parse its header from (a CT or MR header is 1-3 KiB;
+a longer one is parsed from the file, as before)."""
+_PIXEL_TAG = b"\xe0\x7f\x10\x00"
+"""(7FE0,0010) in little endian: the header is tried once these bytes have arrived."""
 _SPARE_AGE = 600.0
 """Oldest spare staging file used (seconds): well below the age at which the staging
 directory's sweep removes files of receivers that died (storage.objects.filesystem)."""
@@ -220,18 +229,40 @@ class _Incoming:
         self.context_id = context_id
         self.error: OSError | None = None
         self._digest = hashlib.sha256()
+        self.head: Head | None = None
+        """The header, parsed from the first bytes once they held it."""
+        self._first: bytearray | None = bytearray()
 
     def write(self, data: memoryview | bytes) -> None:
         self._digest.update(data)
-        if self.fd is None:
-            return
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self.fd, view):]
-        except OSError as exc:
-            self.error = exc
-            self.close()
+        if self.fd is not None:
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(self.fd, view):]
+            except OSError as exc:
+                self.error = exc
+                self.close()
+        if self._first is not None:
+            self._gather(data)
+
+    def _gather(self, data: memoryview | bytes) -> None:
+        """Keep the first bytes, and parse the header once they may hold all of it."""
+        first = cast(bytearray, self._first)
+        # From 12 bytes back: a tag whose element header was cut off is tried again.
+        seen = max(len(first) - 12, 0)
+        first += data[:_HEAD_LIMIT - len(first)]
+        if first.find(_PIXEL_TAG, seen) >= 0:
+            try:
+                self.head = parse_head(bytes(first))
+            except Exception:  # never this thread's failure: the archive reads the file
+                log.debug("header not parsed from the first bytes", exc_info=True)
+                self.head = None
+            if self.head is not None:
+                self._first = None
+                return
+        if len(first) >= _HEAD_LIMIT:
+            self._first = None  # too long a header: the archive reads the file
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
@@ -454,7 +485,7 @@ class StoreReceiver:
                 result, after = store_received(self._archive, self._assoc, incoming.path,
                                                request.sop_class_uid,
                                                request.sop_instance_uid,
-                                               incoming.hexdigest())
+                                               incoming.hexdigest(), incoming.head)
             except Exception as exc:
                 log.error("Exception in handler bound to 'evt.EVT_C_STORE'")
                 log.exception(exc)

@@ -35,11 +35,12 @@ from pynetdicom.dsutils import decode
 from sqlalchemy import select
 
 from pacs.ae import DicomSettings, start_dicom
+from pacs.scp import store_receiver
 from ris.services import Services, build_services
 from storage import StorageSettings
 from storage.archive import StoreResult
 from storage.index.migrate import upgrade
-from storage.index.models import Instance
+from storage.index.models import Instance, Patient, Series, Study
 from storage.objects.filesystem import STAGING
 from tests.dicom import scu
 from tests.dicom.test_access import self_signed
@@ -136,6 +137,69 @@ def test_fast_and_pynetdicom_paths_store_the_same_bytes(
         for path in paths:
             uid = str(scu.split_part10(path.read_bytes())[0].MediaStorageSOPInstanceUID)
             assert _stored(fast, uid) == _stored(slow, uid), path.name
+        assert _staging_empty(fast) and _staging_empty(slow)
+    finally:
+        other.close()
+
+
+_VARYING = {"id", "series_fk", "study_fk", "patient_fk", "object_key", "received_at",
+            "created_at", "updated_at", "source_address", "calling_ae"}
+"""Index columns that differ between two archives storing the same objects (keys, times,
+the sender)."""
+
+
+def _index_rows(served: Served, uid: str) -> list[dict[str, Any]]:
+    """The instance's row and those of its series, study and patient, as indexed."""
+    with served.services.db.read() as s:
+        instance = s.execute(select(Instance).where(Instance.sop_instance_uid == uid)
+                             ).scalar_one()
+        series = s.get(Series, instance.series_fk)
+        study = s.get(Study, series.study_fk)
+        patient = s.get(Patient, study.patient_fk)
+        return [{column.key: getattr(row, column.key) for column in type(row).__table__.c
+                 if column.key not in _VARYING}
+                for row in (instance, series, study, patient)]
+
+
+@pytest.mark.parametrize("max_pdu", [16382, 4096])
+def test_header_parsed_while_arriving_indexes_the_same(
+        serve: Any, services: Services, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, max_pdu: int) -> None:
+    """A header parsed from the first fragments, while the pixel data still arrives,
+    gives the archive the same objects and index rows (metadata JSON included) as
+    pynetdicom's receive path, whose archive reads the stored file; storescu and
+    pynetdicom senders, vendor files (those the parse declines too) and generated ones."""
+    parsed: list[str] = []
+    real_parse = store_receiver.parse_head
+
+    def recording(data: bytes) -> Any:
+        head = real_parse(data)
+        if head is not None:
+            parsed.append(str(head.dataset.SOPInstanceUID))
+        return head
+
+    monkeypatch.setattr(store_receiver, "parse_head", recording)
+    fast = serve(services, max_pdu=max_pdu)  # SQLite and PostgreSQL index
+    other = _other_services(tmp_path)
+    try:
+        slow = serve(other)
+        slow.server.bind(evt.EVT_PDU_RECV, lambda event: None)  # pynetdicom's path
+        paths = _files(tmp_path / "in")
+        by_storescu = [write(ds, tmp_path / "storescu")
+                       for ds in make_study(StudySpec(series=1, instances=3))]
+        assert scu.store_files(fast, paths) == [0x0000] * len(paths)
+        result = run("storescu", "+sd", "-aec", "PACS", fast.host, str(fast.port),
+                     str(tmp_path / "storescu"))
+        assert result.returncode == 0, result.stderr
+        assert scu.store_files(slow, paths + by_storescu) == [0x0000] * (len(paths) + 3)
+        assert (fast.fast_stores, slow.fast_stores) == (len(paths) + 3, 0)
+        uids = [str(scu.split_part10(path.read_bytes())[0].MediaStorageSOPInstanceUID)
+                for path in paths + by_storescu]
+        # Every generated object and the plain vendor ones were parsed while arriving.
+        assert set(uids[-6:]) <= set(parsed) and len(set(parsed)) > 6, parsed
+        for uid in uids:
+            assert _stored(fast, uid) == _stored(slow, uid), uid
+            assert _index_rows(fast, uid) == _index_rows(slow, uid), uid
         assert _staging_empty(fast) and _staging_empty(slow)
     finally:
         other.close()
