@@ -24,6 +24,7 @@ from storage.audit import AuditLog
 from storage.corrections import Demographics
 from storage.errors import NotFound
 from storage.index.database import Database
+from storage.index.direct import DirectStatement
 from storage.index.models import Patient, Study
 from storage.origin import Origin
 
@@ -48,14 +49,15 @@ class StudyView:
     order_accession: str
 
 
-_ORDER_OF_ACCESSION = (
+_ORDER_OF_ACCESSION = DirectStatement(
     select(Order.linked_study_uid, Order.status, RisPatient.patient_id, RisPatient.name,
            RisPatient.birth_date, RisPatient.sex)
     .join(RisPatient, Order.patient_fk == RisPatient.id)
     .where(Order.accession_number == bindparam("accession"))
 )
 """The order an arriving instance's Accession Number names, with its patient's
-demographics (accession numbers are unique, so at most one row)."""
+demographics (accession numbers are unique, so at most one row). Run on the DBAPI cursor
+(:mod:`storage.index.direct`): every stored instance with an Accession Number asks it."""
 
 
 def _demographics(patient: RisPatient) -> Demographics:
@@ -78,12 +80,12 @@ class Reconciler:
         # lock for them (one read per instance with an accession number, on a Core
         # connection with a statement built once: it runs for every stored instance).
         with self._db.read_connection() as conn:
-            row = conn.execute(_ORDER_OF_ACCESSION,
-                               {"accession": result.accession_number}).first()
+            row = _ORDER_OF_ACCESSION.first(conn, {"accession": result.accession_number})
         if row is None:
             return
-        if row.linked_study_uid and OrderStatus(row.status) not in _BEFORE_EXAM:
-            demographics = Demographics(row.patient_id, row.name, row.birth_date, row.sex)
+        linked_study_uid, status, patient_id, name, birth_date, sex = row
+        if linked_study_uid and OrderStatus(status) not in _BEFORE_EXAM:
+            demographics = Demographics(patient_id, name, birth_date, sex)
             if result.demographics != demographics:
                 self._archive.correct_study(result.study_uid, demographics, origin,
                                             instance_uid=result.sop_instance_uid)
