@@ -26,6 +26,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from storage.index.database import Database
 from storage.index.dialects import insert_ignore
+from storage.index.direct import DirectStatement
 from storage.index.models import AuditChainHead, AuditEvent
 
 GENESIS = "0" * 64
@@ -41,13 +42,15 @@ _INSERT = insert(_E)
 _HEAD = select(_H.c.last_seq, _H.c.last_hash).where(_H.c.id == 1)
 # Built once: every stored instance appends one record, and a statement built per call
 # costs its construction and cache-key computation each time (~0.2 ms of an ingest).
-_LOCK_HEAD = _HEAD.with_for_update()
-_MOVE_HEAD = update(_H).where(_H.c.id == 1).values(last_seq=bindparam("seq"),
-                                                   last_hash=bindparam("hash"))
-_APPEND_ONE = update(_H).where(_H.c.id == 1).values(
+# Every stored instance runs these, so they run on the DBAPI cursor (storage.index.direct).
+_LOCK_HEAD = DirectStatement(_HEAD.with_for_update())
+_INSERT_ONE = DirectStatement(_INSERT)
+_MOVE_HEAD = DirectStatement(update(_H).where(_H.c.id == 1).values(
+    last_seq=bindparam("seq"), last_hash=bindparam("hash")))
+_APPEND_ONE = DirectStatement(update(_H).where(_H.c.id == 1).values(
     last_seq=bindparam("head_seq"), last_hash=bindparam("head_hash")).add_cte(
     insert(_E).values({c.name: bindparam(c.name) for c in _E.c if c.name != "id"})
-    .cte("appended"))
+    .cte("appended")))
 """One record and the head moved past it in one PostgreSQL statement (a data-modifying
 CTE): a stored instance's audit record costs two round trips, not three."""
 
@@ -75,23 +78,27 @@ def append(conn: Connection, events: list[dict[str, Any]]) -> None:
     """
     if not events:
         return
-    head = conn.execute(_LOCK_HEAD).first()
+    head = _LOCK_HEAD.first(conn, {})
     if head is None:  # a schema created without the migration's head row
         conn.execute(insert_ignore(conn.dialect.name, _H, id=1, last_seq=0,
                                    last_hash=GENESIS))
-        head = conn.execute(_LOCK_HEAD).one()
-    seq, prev = int(head.last_seq), str(head.last_hash)
+        head = _LOCK_HEAD.first(conn, {})
+        assert head is not None
+    seq, prev = int(head[0]), str(head[1])
     rows = []
     for event in events:
         seq += 1
         row = dict(event, seq=seq, prev_hash=prev)
         row["hash"] = prev = chain_hash(prev, row)
         rows.append(row)
-    if len(rows) == 1 and conn.dialect.name == "postgresql":
-        conn.execute(_APPEND_ONE, dict(rows[0], head_seq=seq, head_hash=prev))
-        return
-    conn.execute(_INSERT, rows)
-    conn.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
+    if len(rows) == 1:
+        if conn.dialect.name == "postgresql":
+            _APPEND_ONE.execute(conn, dict(rows[0], head_seq=seq, head_hash=prev))
+            return
+        _INSERT_ONE.execute(conn, rows[0])
+    else:
+        conn.execute(_INSERT, rows)
+    _MOVE_HEAD.execute(conn, {"seq": seq, "hash": prev})
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from storage.dicomio import Header, normalise_name
 from storage.errors import IndexUnavailable
 from storage.index.database import Database
 from storage.index.dialects import insert_ignore, insert_new
+from storage.index.direct import DirectStatement
 from storage.index.models import Instance, Patient, Revision, Series, Study
 from storage.origin import Origin
 
@@ -64,6 +65,10 @@ ADD_MODALITY = update(_S).where(
     _S.c.id == bindparam("pk"),
     _S.c.modalities.not_like(bindparam("pattern"), escape="|"),
 ).values(modalities=_S.c.modalities + bindparam("suffix"))
+_COUNT_SERIES, _COUNT_STUDY, _COUNT_PATIENT, _COUNT_ALL_POSTGRES = (
+    DirectStatement(stmt) for stmt in (COUNT_SERIES, COUNT_STUDY, COUNT_PATIENT,
+                                       COUNT_ALL_POSTGRES))
+"""The counter updates of every stored instance, run on the DBAPI cursor."""
 INSERT_REVISION = insert(Revision.__table__)
 REPLACE_INSTANCE = update(_I).where(_I.c.id == bindparam("pk"))
 
@@ -82,7 +87,7 @@ class InstanceWriter:
         self._cache: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._insert_new = insert_new(db.dialect, _I, _I.c.sop_instance_uid)
+        self._insert_new = DirectStatement(insert_new(db.dialect, _I, _I.c.sop_instance_uid))
 
     def write(self, h: Header, key: str, size: int, sha256: str,
               origin: Origin, *, durable: Callable[[], object] | None = None
@@ -128,8 +133,8 @@ class InstanceWriter:
             if existing is None:
                 # In a known series, insert first: a new instance (nearly every one) then
                 # costs one statement, not a lookup and an insert.
-                new_id = conn.execute(self._insert_new, dict(
-                    values, sop_instance_uid=h.sop_instance_uid, revision=1)).scalar()
+                new_id = self._insert_new.scalar(conn, dict(
+                    values, sop_instance_uid=h.sop_instance_uid, revision=1))
                 if new_id is None:
                     existing = conn.execute(SELECT_EXISTING,
                                             {"uid": h.sop_instance_uid}).first()
@@ -177,12 +182,12 @@ class InstanceWriter:
                now: Any) -> None:
         _patient_pk, study_pk, series_pk = keys
         if conn.dialect.name == "postgresql":
-            conn.execute(COUNT_ALL_POSTGRES, {"series": series_pk, "study": study_pk, "n": n,
-                                              "bytes": size, "now": now})
+            _COUNT_ALL_POSTGRES.execute(conn, {"series": series_pk, "study": study_pk, "n": n,
+                                               "bytes": size, "now": now})
             return
-        conn.execute(COUNT_SERIES, {"pk": series_pk, "n": n})
-        conn.execute(COUNT_STUDY, {"pk": study_pk, "n": n, "bytes": size, "now": now})
-        conn.execute(COUNT_PATIENT, {"study": study_pk, "n": n})
+        _COUNT_SERIES.execute(conn, {"pk": series_pk, "n": n})
+        _COUNT_STUDY.execute(conn, {"pk": study_pk, "n": n, "bytes": size, "now": now})
+        _COUNT_PATIENT.execute(conn, {"study": study_pk, "n": n})
 
     def _remember(self, series_uid: str, keys: tuple[int, int, int]) -> None:
         with self._lock:
