@@ -29,7 +29,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from pacs.reactor import EventDrivenRequestHandler, PDataReceiverFactory
 from pacs.scp import responses
-from pacs.scp.acceptance import handle_association_request
+from pacs.scp.acceptance import handle_association_request, prefer_requested_syntaxes
 from pacs.scp.commitment import handle_n_action
 from pacs.scp.echo import handle_echo
 from pacs.scp.find import handle_find
@@ -185,6 +185,7 @@ def handlers(services: Services, ae_title: str, *, allow_unknown_ae: bool = True
     archive = services.archive
     return [
         *ASSOCIATION_EVENTS,
+        (evt.EVT_REQUESTED, prefer_requested_syntaxes),
         (evt.EVT_REQUESTED, handle_association_request,
          [services.aes, services.audit, allow_unknown_ae]),
         (evt.EVT_C_ECHO, handle_echo),

@@ -1,4 +1,14 @@
-"""Association acceptance: refuse calling AE titles that are not known, when asked to.
+"""Association acceptance: the transfer syntax the requestor prefers, and refusing
+calling AE titles that are not known, when asked to.
+
+pynetdicom accepts, in each proposed presentation context, the first transfer syntax of
+the *acceptor's* list that the context proposes; its list starts with Implicit VR Little
+Endian, so a modality proposing Explicit VR Little Endian first (storescu does, and most
+modalities do) had to convert every data set to Implicit VR on the fly: the archive kept
+the object without its VRs (those of private elements are then lost to every later
+reader) and not as the modality sent it, and the conversion cost both sides CPU.
+:func:`prefer_requested_syntaxes` puts the requestor's order first, as DCMTK's storescp
+and dcm4chee do: a modality gets back what it sent, compressed or not.
 
 With ``PACS_DICOM_ALLOW_UNKNOWN_AE=false`` an A-ASSOCIATE-RQ whose Calling AE Title is not
 in the known-AE list (``pacs ae add``, ``/api/aes``) is answered with A-ASSOCIATE-RJ,
@@ -23,6 +33,28 @@ from storage.origin import Origin
 log = logging.getLogger(__name__)
 
 REJECTED_PERMANENT, SERVICE_USER, CALLING_AE_NOT_RECOGNISED = 0x01, 0x01, 0x03
+
+
+def prefer_requested_syntaxes(event: Event) -> None:
+    """EVT_REQUESTED: order this association's supported transfer syntaxes by the
+    requestor's proposals, before pynetdicom negotiates.
+
+    For each abstract syntax, the syntaxes its proposed contexts list come first, in the
+    order the requestor gave them (the first context naming a syntax sets its place), then
+    the others as before. The supported contexts are this association's own copies
+    (``pacs.ae._Contexts``), so other associations are not affected.
+    """
+    assoc = event.assoc
+    proposed: dict[str, list[str]] = {}
+    for rq in assoc.requestor.primitive.presentation_context_definition_list:
+        order = proposed.setdefault(rq.abstract_syntax, [])
+        order.extend(ts for ts in rq.transfer_syntax if ts not in order)
+    for cx in assoc.acceptor.supported_contexts:
+        order = proposed.get(cx.abstract_syntax)
+        if order:
+            ours = cx._transfer_syntax
+            first = [ts for ts in order if ts in ours]
+            cx._transfer_syntax = first + [ts for ts in ours if ts not in first]
 
 
 def _wait_until_sent(assoc: Any, timeout: float = 2.0) -> None:
