@@ -127,12 +127,6 @@ class Database:
             yield session
 
     @contextmanager
-    def read_connection(self) -> Iterator[Connection]:
-        """A Core connection for reads on a hot path (no ORM session, no unit of work)."""
-        with _translated("read"), self.read_engine.connect() as conn:
-            yield conn
-
-    @contextmanager
     def select(self, statement: Executable,
                parameters: Mapping[str, Any] | None = None) -> Iterator[CursorResult[Any]]:
         """Run one read-only statement and yield its result, open until the block ends.

@@ -88,12 +88,7 @@ def _header_or_refusal(path: Path) -> str:
         header = read_header(path)
     except Exception as exc:
         return type(exc).__name__
-    return json.dumps([header.metadata_json(), header.transfer_syntax_uid,
-                       header.sop_class_uid, header.sop_instance_uid, header.study_uid,
-                       header.series_uid, repr(header.pixel_data),
-                       [header.text(k) for k in ("PatientName", "PatientID", "Modality",
-                                                 "StudyDate", "AccessionNumber")],
-                       [header.integer(k) for k in ("Rows", "Columns", "InstanceNumber")]])
+    return _header_or_refusal_of(header)
 
 
 @pytest.mark.filterwarnings("ignore")
