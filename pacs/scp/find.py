@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom.events import Event
 
-from pacs.identifier import to_query
+from pacs.identifier import query_from_bytes, to_query
 from pacs.origin import origin_of
 from pacs.scp import responses
 from pacs.status import Service, dimse_status
@@ -24,15 +24,22 @@ def handle_find(event: Event, archive: Archive,
                 ae_title: str) -> Iterator[tuple[int, Dataset | None]]:
     """Send one pending response per match, then let pynetdicom send the final status.
 
-    Matches go straight to :class:`responses.PendingResponses` (already encoded for the
-    context's transfer syntax); only a Deflated context, rare for queries, takes
-    pynetdicom's path with a Dataset per match.
+    A plain identifier is read from its bytes (:func:`query_from_bytes`), any other
+    decoded by pydicom. Matches go straight to :class:`responses.PendingResponses`
+    (already encoded for the context's transfer syntax); only a Deflated context, rare for
+    queries, takes pynetdicom's path with a Dataset per match.
     """
     try:
-        query = to_query(event.identifier, event.request.AffectedSOPClassUID)
-        wants_aet = "RetrieveAETitle" in query.return_keys
+        model = event.request.AffectedSOPClassUID
         syntax = UID(event.context.transfer_syntax)
         implicit_vr, little_endian = syntax.is_implicit_VR, syntax.is_little_endian
+        encoded = event.request.Identifier
+        query = None
+        if encoded is not None and not syntax.is_deflated:
+            query = query_from_bytes(encoded.getvalue(), implicit_vr, little_endian, model)
+        if query is None:
+            query = to_query(event.identifier, model)
+        wants_aet = "RetrieveAETitle" in query.return_keys
         pending = None if syntax.is_deflated else responses.PendingResponses(event)
         matches = 0
         for match in archive.find(query, origin_of(event.assoc)):

@@ -232,10 +232,13 @@ class PendingResponses:
         self._context_id = int(event.context.context_id)
         self._command = find_response(event.request.AffectedSOPClassUID,
                                       event.request.MessageID, 0xFF00)
+        # The peer's maximum PDU length, fixed at negotiation: read once per request, not
+        # through pynetdicom's properties for every match.
+        self._max_pdu = self._dimse.maximum_pdu_size
 
     def send(self, identifier: bytes) -> None:
         """Send one match, ``identifier`` encoded in the context's transfer syntax."""
-        max_pdu = self._dimse.maximum_pdu_size
+        max_pdu = self._max_pdu
         self._outbox.add(_pdus(self._context_id, self._command, identifier, max_pdu), max_pdu)
 
 

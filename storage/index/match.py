@@ -26,8 +26,10 @@ from storage.index.query import Level
 
 QUERY_RETRIEVE_LEVEL = 0x00080052
 SPECIFIC_CHARACTER_SET = 0x00080005
-# Text VRs whose explicit-VR encoding has a 4-byte length (PS3.5 Table 7.1-1).
-_LONG_TEXT_VRS = {"UC", "UR", "UT"}
+# VRs whose explicit-VR encoding has 2 reserved bytes and a 4-byte length (PS3.5 Table
+# 7.1-1): an empty sequence asked for but absent from the header is written as SQ.
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT",
+                       "UV"})
 # Text VRs holding one value, where a backslash is part of the value (PS3.5 6.2).
 _SINGLE_VALUED = {"LT", "ST", "UT", "UR"}
 _NUMBER_VRS = {"IS", "DS"}
@@ -177,7 +179,7 @@ def _head(tag: int, vr: str, implicit_vr: bool,
     pad = b"\0" if vr == "UI" else b" "
     if implicit_vr:
         return tag_bytes, struct.Struct(e + "I"), pad
-    if vr in _LONG_TEXT_VRS:
+    if vr in _LONG_VRS:
         return tag_bytes + vr.encode() + b"\0\0", struct.Struct(e + "I"), pad
     return tag_bytes + vr.encode(), struct.Struct(e + "H"), pad
 

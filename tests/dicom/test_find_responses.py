@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 
+from pacs.scp import find as find_module
 from storage.origin import Origin
 from tests.dicom import scu
 from tests.support import dcmtk
@@ -182,3 +183,37 @@ def test_answer_cut_at_the_find_limit(listener: Any, many_studies: list[str],
     _check_matches(matches, many_studies[:50])
     assert statuses == [0xFF00] * 50 + [0x0000]
     assert "C-FIND answer cut at 50 matches (PACS_FIND_LIMIT)" in caplog.text
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian],
+                         ids=["explicit", "implicit"])
+def test_plain_identifier_is_read_from_its_bytes(listener: Any, many_studies: list[str],
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 syntax: str) -> None:
+    """A viewer's query in either uncompressed syntax is answered without pydicom decoding
+    its identifier (pacs.identifier.query_from_bytes), with the same matches; one with a
+    sequence still is, and still answered."""
+    decoded: list[Any] = []
+    original = find_module.to_query
+    monkeypatch.setattr(find_module, "to_query",
+                        lambda identifier, model: decoded.append(model) or original(
+                            identifier, model))
+    ae = AE(ae_title=scu.SCU_TITLE)
+    ae.add_requested_context(FIND, [syntax])
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    assoc = ae.associate(listener.host, listener.port, ae_title=listener.ae_title)
+    assert assoc.is_established
+    try:
+        assert assoc.accepted_contexts[0].transfer_syntax[0] == syntax
+        matches, statuses = _find(assoc, _identifier(PatientID="BATCH3"))
+        assert [m.StudyInstanceUID for m in matches] == many_studies[3::7]
+        assert statuses[-1] == 0x0000
+        assert decoded == []
+        with_sequence = _identifier(PatientID="BATCH3")
+        with_sequence.ProcedureCodeSequence = []
+        matches, statuses = _find(assoc, with_sequence)
+        assert [m.StudyInstanceUID for m in matches] == many_studies[3::7]
+        assert statuses[-1] == 0x0000
+        assert decoded == [FIND]
+    finally:
+        assoc.release()

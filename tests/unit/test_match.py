@@ -92,3 +92,16 @@ def test_row_match_set_and_json_as_a_match() -> None:
         match.set(0x00080054, "AE", "PACS")
     assert fast.encode(True, True) == slow.encode(True, True)
     assert fast.get(0x00080054) == "PACS"
+
+
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit", "explicit"])
+def test_empty_sequence_key_encodes_in_either_syntax(implicit: bool) -> None:
+    """A requested sequence absent from the header is returned empty; in Explicit VR its
+    SQ head has the reserved bytes and 4-byte length (PS3.5 7.1.2), else the peer misreads
+    every element after it."""
+    match = Match(Level.STUDY, [(0x0020000D, "UI", "1.2.3"), (0x00081032, "SQ", None),
+                                (0x00100020, "LO", "PID")])
+    ds = decode(BytesIO(match.encode(implicit, True)), implicit, True)
+    assert ds.StudyInstanceUID == "1.2.3"
+    assert ds.PatientID == "PID"
+    assert len(ds.ProcedureCodeSequence) == 0
