@@ -21,6 +21,7 @@ from pydicom.multival import MultiValue
 from pynetdicom import sop_class
 
 from storage.errors import InvalidQuery
+from storage.index.match import LONG_LENGTH_VRS, SINGLE_VALUED_VRS
 from storage.index.query import Level, Query
 
 PATIENT_ROOT = {
@@ -39,11 +40,6 @@ _SKIP = {"QueryRetrieveLevel", "SpecificCharacterSet"}
 _TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC",
                        "UI", "UR", "UT"})
 _EMPTY_ONLY_VRS = frozenset({"IS", "DS"})
-# Text VRs holding one value, where a backslash is part of the value (PS3.5 6.2).
-_SINGLE_VALUED = frozenset({"LT", "ST", "UT", "UR"})
-# Explicit VR: VRs with 2 reserved bytes and a 4-byte length (PS3.5 Table 7.1-1).
-_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT",
-                       "UV"})
 _IMPLICIT_HEAD = struct.Struct("<HHI")
 _EXPLICIT_HEAD = struct.Struct("<HH2sH")
 _LONG_LENGTH = struct.Struct("<I")
@@ -92,7 +88,7 @@ def _plain_elements(data: bytes, implicit_vr: bool) -> list[tuple[int, str, byte
                 vr = raw_vr.decode("ascii")
             except UnicodeDecodeError:
                 return None
-            if vr in _LONG_VRS:
+            if vr in LONG_LENGTH_VRS:
                 if pos + 4 > end:
                     return None
                 (length,) = _LONG_LENGTH.unpack_from(data, pos)
@@ -125,7 +121,7 @@ def _plain_text(vr: str, value: bytes) -> str | None:
     text = value.decode("ascii")
     if vr == "PN" and "=" in text:
         return None  # component groups: pydicom's PersonName rewrites them
-    if vr in _SINGLE_VALUED or "\\" not in text:
+    if vr in SINGLE_VALUED_VRS or "\\" not in text:
         return text.strip()
     return "\\".join(v.strip() for v in text.split("\\"))
 

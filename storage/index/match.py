@@ -21,6 +21,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from storage.index.query import Level
 
@@ -28,10 +29,9 @@ QUERY_RETRIEVE_LEVEL = 0x00080052
 SPECIFIC_CHARACTER_SET = 0x00080005
 # VRs whose explicit-VR encoding has 2 reserved bytes and a 4-byte length (PS3.5 Table
 # 7.1-1): an empty sequence asked for but absent from the header is written as SQ.
-_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT",
-                       "UV"})
+LONG_LENGTH_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
 # Text VRs holding one value, where a backslash is part of the value (PS3.5 6.2).
-_SINGLE_VALUED = {"LT", "ST", "UT", "UR"}
+SINGLE_VALUED_VRS = frozenset({"LT", "ST", "UT", "UR"})
 _NUMBER_VRS = {"IS", "DS"}
 # Binary numeric VRs some index columns have (Rows and Columns are US): struct codes.
 _BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
@@ -49,7 +49,7 @@ def _text(value: Any) -> str:
 def _json_values(vr: str, value: Any) -> list[Any]:
     if isinstance(value, list | tuple):
         values = [v for v in value]
-    elif vr in _SINGLE_VALUED or not isinstance(value, str):
+    elif vr in SINGLE_VALUED_VRS or not isinstance(value, str):
         values = [value]
     else:
         values = value.split("\\")
@@ -179,7 +179,7 @@ def _head(tag: int, vr: str, implicit_vr: bool,
     pad = b"\0" if vr == "UI" else b" "
     if implicit_vr:
         return tag_bytes, struct.Struct(e + "I"), pad
-    if vr in _LONG_VRS:
+    if vr in LONG_LENGTH_VRS:
         return tag_bytes + vr.encode() + b"\0\0", struct.Struct(e + "I"), pad
     return tag_bytes + vr.encode(), struct.Struct(e + "H"), pad
 
