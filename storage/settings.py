@@ -16,7 +16,9 @@ class StorageSettings:
     s3_endpoint_url : custom S3 endpoint (MinIO, Ceph, moto); ``None`` for AWS.
     fsync : flush objects to stable storage before a store is acknowledged.
     find_limit : the most matches one query returns (C-FIND, QIDO-RS).
-    sqlite_synchronous : SQLite ``synchronous`` pragma of the index, ``FULL`` or ``NORMAL``.
+    sqlite_synchronous : durability of a SQLite index's commits: ``FULL`` (each commit is
+        on disk before the caller goes on; the WAL is synced after the commit, see
+        storage/index/sqlite_writes.py), ``NORMAL`` (synced at checkpoints only) or ``EXTRA``.
     """
 
     database_url: str

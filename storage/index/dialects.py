@@ -8,6 +8,8 @@ from sqlalchemy import Engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
+from storage.index.sqlite_writes import serialize_writes
+
 
 def insert_ignore(engine_dialect: str, table: Any, **values: Any) -> Insert:
     """``INSERT … ON CONFLICT DO NOTHING RETURNING id`` for the engine's dialect.
@@ -73,23 +75,33 @@ def configure_sqlite(engine: Engine, *, immediate: bool, synchronous: str = "FUL
     instead of failing; ``case_sensitive_like`` makes ``LIKE`` follow DICOM's case-sensitive
     matching (PN columns are stored upper-cased for their case-insensitive matching) and
     lets prefix patterns use the indexes. Write transactions begin ``IMMEDIATE`` so two
-    writers never deadlock upgrading a read lock.
+    writers never deadlock upgrading a read lock; on an index file they take turns through
+    :func:`~storage.index.sqlite_writes.serialize_writes`, which also gives ``FULL`` its
+    durability by syncing the WAL after each commit, outside the turn.
     """
-    if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+    synchronous = synchronous.upper()
+    if synchronous not in ("FULL", "NORMAL", "EXTRA"):
         raise ValueError(f"unsupported SQLite synchronous mode {synchronous!r}")
+    path = engine.url.database or ""
+    gated = immediate and path not in ("", ":memory:")
+    pragma = "NORMAL" if gated and synchronous == "FULL" else synchronous
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute(f"PRAGMA synchronous={pragma}")
         cur.execute("PRAGMA busy_timeout=60000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA case_sensitive_like=ON")
         if mmap_size:
             cur.execute(f"PRAGMA mmap_size={int(mmap_size)}")
         cur.close()
+
+    if gated:
+        serialize_writes(engine, path, sync_after_commit=synchronous == "FULL")
+        return
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
