@@ -20,6 +20,7 @@ from pydicom.uid import ImplicitVRLittleEndian
 from sqlalchemy import func, select
 
 from storage.index.models import Revision
+from storage.index.query import Level, Query
 from tests.cli.helpers import clean_env, describe, run_pacs
 from tests.dicom import scu
 from tests.support.data import StudySpec, make_study
@@ -142,3 +143,19 @@ def test_the_same_data_set_in_another_transfer_syntax_is_a_new_revision(
     implicit = modality_file(ds, tmp_path / "mod", "implicit.dcm")
     assert paths.pacs_import(implicit) == ONE_REVISION
     assert paths.revisions() == 1
+
+
+def test_an_archived_object_that_cannot_be_read_leaves_the_newcomer_as_a_revision(
+        paths: Paths, original: Path) -> None:
+    """The comparison never fails a store: with the archived object gone (a damaged
+    store, ``pacs verify`` territory) the received one is kept, as a new revision."""
+    uid = str(dcmread(original, stop_before_pixels=True).SOPInstanceUID)
+    assert paths.pacs_import(original) == ONE_STORED
+    services = paths.listener.services
+    [ref] = services.archive.locate(Query(Level.IMAGE, {"SOPInstanceUID": uid}),
+                                    scu.ARCHIVE_READER)
+    services.objects.delete(ref.object_key)
+
+    assert paths.c_store(original) == 0x0000
+    assert paths.revisions() == 1
+    assert scu.split_part10(paths.stored(uid))[1] == scu.split_part10(original.read_bytes())[1]
