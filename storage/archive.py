@@ -33,6 +33,7 @@ from storage.audit import AuditLog
 from storage.bulkdata import read_bulk_value
 from storage.corrections import Corrector, Demographics, coerce_dataset
 from storage.dicomio import Head, read_header
+from storage.duplicates import FileAt, same_data_set
 from storage.errors import DatasetDoesNotMatchSopClass, NotFound, PacsError, UnreadableDataset
 from storage.frames import FrameReader, PixelRef, as_seekable
 from storage.index import results
@@ -41,7 +42,7 @@ from storage.index.match import Match
 from storage.index.models import Instance, Patient, Series, Study
 from storage.index.prepared import find_statement
 from storage.index.query import Level, Query, build_select
-from storage.index.writer import InstanceWriter, StoreOutcome
+from storage.index.writer import InstanceWriter, SameDataSet, StoreOutcome
 from storage.objects import ObjectStore
 from storage.origin import Origin
 
@@ -236,12 +237,13 @@ class Archive:
             except BaseException:
                 self._abandon(put, key)
                 raise
+            same = self._same_data_set(source, size)
             if staged and digest is not None:
                 # Size and digest are known already: the index rows may be written while
                 # the object is made durable (InstanceWriter.write), the commit follows.
                 try:
                     outcome = self._writer.write(header, key, size, digest, origin,
-                                                 durable=put.result)
+                                                 durable=put.result, same_data_set=same)
                 except BaseException:
                     self._abandon(put, key)
                     raise
@@ -249,7 +251,8 @@ class Archive:
             else:
                 size, sha256 = put.result()
                 try:
-                    outcome = self._writer.write(header, key, size, sha256, origin)
+                    outcome = self._writer.write(header, key, size, sha256, origin,
+                                                 same_data_set=same)
                 except BaseException:
                     self._discard(key)
                     raise
@@ -307,10 +310,31 @@ class Archive:
                     tmp.write(chunk)
             tmp.flush()
             header = read_header(tmp.name)
-            outcome = self._writer.write(header, key, tmp.tell(), digest.hexdigest(), origin)
+            outcome = self._writer.write(header, key, tmp.tell(), digest.hexdigest(), origin,
+                                         same_data_set=self._same_data_set(tmp, tmp.tell()))
         if outcome is StoreOutcome.DUPLICATE:
             self._discard(key)
         return outcome
+
+    def _same_data_set(self, source: BinaryIO, size: int) -> SameDataSet:
+        """Compares the object being stored (open as ``source``, ``size`` bytes) with an
+        archived object, for :meth:`InstanceWriter.write` on a digest mismatch.
+
+        ``source`` is read by position: the received file may have been renamed into the
+        object store by then. An archived object that cannot be read counts as
+        different: the newcomer is then kept as a revision, as before, and nothing is
+        lost.
+        """
+        def same(key: str, stored_size: int) -> bool:
+            try:
+                with self.objects.open(key) as stored:
+                    return same_data_set(FileAt(source.fileno()), size, stored, stored_size)
+            except PacsError as exc:
+                log.warning("archived object %s not compared (%s); storing a revision",
+                            key, exc.code)
+                return False
+
+        return same
 
     def _discard(self, key: str) -> None:
         try:

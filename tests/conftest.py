@@ -119,6 +119,12 @@ def listener(services: Services) -> Iterator[Listener]:
 
 
 @pytest.fixture
+def any_listener(any_services: Services) -> Iterator[Listener]:
+    """Our DICOM AE on every index backend × every object-store backend."""
+    yield from _listen(any_services)
+
+
+@pytest.fixture
 def sqlite_listener(sqlite_services: Services) -> Iterator[Listener]:
     """Our DICOM AE on SQLite only, for tests about the network rather than the index."""
     yield from _listen(sqlite_services)

@@ -79,6 +79,26 @@ class StoreOutcome(enum.StrEnum):
     REVISED = "revised"  # different bytes under a known SOP Instance UID: new revision
 
 
+SameDataSet = Callable[[str, int], bool]
+"""Whether the object being stored holds the same data set as the archived object with
+this key and size (:func:`storage.duplicates.same_data_set`)."""
+
+
+def _same(existing: Any, h: Header, sha256: str, same_data_set: SameDataSet | None) -> bool:
+    """Whether the object being stored duplicates the archived instance row ``existing``.
+
+    The digest decides nearly always, at no cost. On a mismatch (rare: a revision, or
+    the same instance come another way) the data sets are compared, when the transfer
+    syntaxes agree: the same data set in another transfer syntax is another object, kept
+    as a revision (as dcm4chee-arc does, whose digest covers the encoded data set).
+    """
+    if existing.sha256 == sha256:
+        return True
+    return (same_data_set is not None
+            and existing.transfer_syntax_uid == h.transfer_syntax_uid
+            and same_data_set(existing.object_key, existing.size))
+
+
 class InstanceWriter:
     """Index one received object, with its audit record, in one transaction."""
 
@@ -90,9 +110,16 @@ class InstanceWriter:
         self._insert_new = DirectStatement(insert_new(db.dialect, _I, _I.c.sop_instance_uid))
 
     def write(self, h: Header, key: str, size: int, sha256: str,
-              origin: Origin, *, durable: Callable[[], object] | None = None
-              ) -> StoreOutcome:
+              origin: Origin, *, durable: Callable[[], object] | None = None,
+              same_data_set: SameDataSet | None = None) -> StoreOutcome:
         """Index the object ``key`` and audit it, in one transaction.
+
+        An object whose SHA-256 equals the archived one's under its SOP Instance UID is
+        a duplicate. One whose SHA-256 differs is compared further only then, with
+        ``same_data_set``: if it holds the same data set bytes in the same transfer
+        syntax it is a duplicate too (only its File Meta group differs, as between
+        the file a C-STORE receiver writes and the modality's original); else it is a
+        new revision.
 
         ``durable`` waits until the object itself is durable and raises if it cannot be
         made so; the commit always follows it, so a committed row has its object, and
@@ -116,7 +143,7 @@ class InstanceWriter:
                 # A series not seen lately: look for the instance before creating any
                 # patient, study or series row for it (a duplicate creates nothing).
                 existing = conn.execute(SELECT_EXISTING, {"uid": h.sop_instance_uid}).first()
-                if existing is not None and existing.sha256 == sha256:
+                if existing is not None and _same(existing, h, sha256, same_data_set):
                     self._audit_duplicate(conn, h, origin, audit)
                     return StoreOutcome.DUPLICATE
                 keys = self._hierarchy(conn, h, patient_id, now)
@@ -140,7 +167,7 @@ class InstanceWriter:
                                             {"uid": h.sop_instance_uid}).first()
                     if existing is None:  # removed again between the two statements
                         raise IndexUnavailable("instance changed during the store")
-                    if existing.sha256 == sha256:
+                    if _same(existing, h, sha256, same_data_set):
                         self._audit_duplicate(conn, h, origin, audit)
                         return StoreOutcome.DUPLICATE
             if durable is not None:
