@@ -75,23 +75,16 @@ class Dispatcher:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((host, port))
             listener.listen(backlog)
+            # accept() must not block the thread when a peer gives up after select().
+            listener.setblocking(False)
         except OSError:
             listener.close()
             raise
         return cls(listener)
 
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._listener.getsockname()[:2]
-        return host, port
-
     def add(self, name: str, channel: socket.socket) -> None:
         """Hand connections to the worker at the other end of ``channel`` as well."""
         self._workers.append(_Worker(name, channel))
-
-    def open_associations(self) -> dict[str, int]:
-        """Open associations per live worker, as the dispatcher counts them."""
-        return {w.name: w.open for w in self._workers if w.alive}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="dicom-dispatcher", daemon=True)
@@ -124,7 +117,7 @@ class Dispatcher:
     def _accept(self) -> None:
         try:
             conn, _address = self._listener.accept()
-        except OSError:  # the peer gave up before we accepted; or we are stopping
+        except OSError:  # nothing to accept after all (the peer gave up); or we are stopping
             return
         with conn:
             # The option belongs to the socket, so it holds in the worker too: without it
