@@ -1,8 +1,9 @@
 """The one DICOM Application Entity: its contexts, its handlers and its listener.
 
 The listener sets TCP_NODELAY on every socket (otherwise each small DIMSE message waits
-~40 ms for the peer's delayed ACK) and may share its port with sibling processes through
-SO_REUSEPORT, so the kernel spreads associations over several receiving processes.
+~40 ms for the peer's delayed ACK). It either binds the DICOM port itself, or, in a
+worker process of ``pacs serve``, takes the connections that the dispatcher of
+:mod:`pacs.handoff` hands it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pynetdicom import sop_class as sc
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
+from pacs.handoff import CountedRequestHandler, HandoffServerMixin
 from pacs.reactor import EventDrivenRequestHandler, PDataReceiverFactory
 from pacs.scp import responses
 from pacs.scp.acceptance import handle_association_request, prefer_requested_syntaxes
@@ -60,7 +62,6 @@ class DicomSettings:
     port: int = 11112
     max_pdu: int = 262_144
     max_associations: int = 64
-    reuse_port: bool = False
     allow_unknown_ae: bool = True
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -91,22 +92,16 @@ def configure_library() -> None:
 
 
 class PacsAssociationServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server with TCP_NODELAY and optional SO_REUSEPORT.
+    """pynetdicom's threaded server with TCP_NODELAY.
 
     :func:`start_dicom` gives it :class:`pacs.reactor.EventDrivenRequestHandler`, so every
     association it accepts waits for its socket and queues instead of polling them.
     """
 
-    reuse_port = False
     staging_dir: Path | None = None
     """The object store's staging directory, given to every association (pacs.reactor)."""
     p_data_receiver: PDataReceiverFactory | None = None
     """Makes each association's P-DATA-TF receiver (pacs.reactor.PDataReceiver)."""
-
-    def server_bind(self) -> None:
-        if self.reuse_port and self.socket is not None:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         sock, address = super().get_request()
@@ -115,6 +110,11 @@ class PacsAssociationServer(ThreadedAssociationServer):
         except OSError:
             pass
         return sock, address
+
+
+class HandoffAssociationServer(HandoffServerMixin, PacsAssociationServer):
+    """The server of a ``pacs serve`` worker: connections come from the dispatcher
+    (:mod:`pacs.handoff`), which has already set TCP_NODELAY on them."""
 
 
 class _Contexts(list):  # type: ignore[type-arg]
@@ -199,11 +199,20 @@ def handlers(services: Services, ae_title: str, *, allow_unknown_ae: bool = True
     ]
 
 
-def start_dicom(services: Services, settings: DicomSettings) -> PacsAssociationServer:
-    """Start the listener in a background thread; ``server.shutdown()`` stops it."""
+def start_dicom(services: Services, settings: DicomSettings,
+                handoff: socket.socket | None = None) -> PacsAssociationServer:
+    """Start the listener in a background thread; ``server.shutdown()`` stops it.
+
+    With ``handoff`` (a worker's end of :func:`pacs.handoff.worker_channel`) it takes the
+    connections a :class:`pacs.handoff.Dispatcher` hands it instead of binding the port.
+    """
     configure_library()
     ae = build_ae(settings)
-    server_class = type("Server", (PacsAssociationServer,), {"reuse_port": settings.reuse_port})
+    server_class: type[PacsAssociationServer] = PacsAssociationServer
+    request_handler: type[EventDrivenRequestHandler] = EventDrivenRequestHandler
+    if handoff is not None:
+        server_class = type("Server", (HandoffAssociationServer,), {"handoff": handoff})
+        request_handler = CountedRequestHandler
     tls = (server_context(settings.tls_cert, settings.tls_key, settings.tls_ca)
            if settings.tls_cert is not None and settings.tls_key is not None else None)
     server = ae.make_server(
@@ -212,7 +221,7 @@ def start_dicom(services: Services, settings: DicomSettings) -> PacsAssociationS
                               allow_unknown_ae=settings.allow_unknown_ae),
         server_class=server_class,
         ssl_context=tls,
-        request_handler=EventDrivenRequestHandler,
+        request_handler=request_handler,
     )
     server.contexts = _Contexts(server.contexts)
     # Received data sets are written where the object store can adopt them (a rename),

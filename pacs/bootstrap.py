@@ -1,9 +1,9 @@
 """The composition root: settings → services → listeners. The only module that wires all.
 
 ``pacs serve`` runs the HTTP app in the main process and the DICOM listener either in a
-thread of that process (one worker) or in several processes sharing the port through
-SO_REUSEPORT: one Python process is bound by the GIL to about a hundred instances a second,
-and the kernel spreads associations over the workers.
+thread of that process (one worker) or in several worker processes: one Python process is
+bound by the GIL to about a hundred instances a second. With workers, the main process
+owns the DICOM port and hands each connection to the least-busy worker (:mod:`pacs.handoff`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import socket
 import sys
-import threading
 import time
 from io import BytesIO
 from typing import Any
@@ -22,6 +22,7 @@ from pynetdicom.dsutils import decode, encode
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
 from pacs.ae import DicomSettings, configure_library, start_dicom
+from pacs.handoff import Dispatcher, worker_channel
 from pacs.hl7_listener import Hl7Settings, start_hl7
 from pacs.identifier import to_query
 from pacs.settings import Settings
@@ -68,11 +69,10 @@ def first_admin(services: Services, settings: Settings) -> None:
                     else f", and the HTTP listener is on {settings.http_host}")
 
 
-def dicom_settings(settings: Settings, *, reuse_port: bool) -> DicomSettings:
+def dicom_settings(settings: Settings) -> DicomSettings:
     return DicomSettings(ae_title=settings.ae_title, host=settings.dicom_host,
                          port=settings.dicom_port, max_pdu=settings.dicom_max_pdu,
                          max_associations=settings.dicom_max_associations,
-                         reuse_port=reuse_port,
                          allow_unknown_ae=settings.dicom_allow_unknown_ae,
                          tls_cert=settings.dicom_tls_cert, tls_key=settings.dicom_tls_key,
                          tls_ca=settings.dicom_tls_ca)
@@ -98,8 +98,11 @@ def warm_up(services: Services) -> None:
               (time.perf_counter() - started) * 1000)
 
 
-def _dicom_worker(settings_json: str, ready: Any) -> None:
-    """Body of one DICOM receiving process (spawned, so nothing is shared by fork)."""
+def _dicom_worker(settings_json: str, ready: Any, channel: socket.socket) -> None:
+    """Body of one DICOM receiving process (spawned, so nothing is shared by fork).
+
+    It takes its connections from the dispatcher at the other end of ``channel``.
+    """
     configure_logging()
     settings = Settings.model_validate_json(settings_json)
     configure_library()
@@ -107,27 +110,32 @@ def _dicom_worker(settings_json: str, ready: Any) -> None:
     services = build_services(settings.storage(), settings.auth_settings(), settings.reports(),
                               cost_model=settings.cost_model())
     warm_up(services)
-    server = start_dicom(services, dicom_settings(settings, reuse_port=True))
+    server = start_dicom(services, dicom_settings(settings), handoff=channel)
     ready.set()
-    stop = threading.Event()
+    stop = server.dispatcher_gone  # type: ignore[attr-defined]
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     parent = multiprocessing.parent_process()
     while not stop.wait(1.0):
         if parent is not None and not parent.is_alive():
-            break  # never outlive `pacs serve`, or the port stays taken
+            break  # never outlive `pacs serve`
     server.shutdown()
     services.close()
 
 
-def start_dicom_workers(settings: Settings) -> list[Any]:
+def start_dicom_workers(settings: Settings, dispatcher: Dispatcher) -> list[Any]:
+    """Spawn the DICOM worker processes, each joined to ``dispatcher`` by its channel."""
     ctx = multiprocessing.get_context("spawn")
     procs = []
     for n in range(settings.worker_count()):
         ready = ctx.Event()
-        proc = ctx.Process(target=_dicom_worker, args=(settings.model_dump_json(), ready),
+        ours, theirs = worker_channel()
+        proc = ctx.Process(target=_dicom_worker,
+                           args=(settings.model_dump_json(), ready, theirs),
                            name=f"pacs-dicom-{n}", daemon=True)
         proc.start()
+        theirs.close()  # the worker has its copy; ours must go, or its death is not seen
+        dispatcher.add(proc.name, ours)
         procs.append((proc, ready))
     for proc, ready in procs:
         if not ready.wait(60):
@@ -153,11 +161,14 @@ def serve(settings: Settings) -> None:
     workers = settings.worker_count()
     procs: list[Any] = []
     server = None
+    dispatcher = None
     if workers > 1:
-        procs = start_dicom_workers(settings)
+        dispatcher = Dispatcher.bind(settings.dicom_host, settings.dicom_port)
+        procs = start_dicom_workers(settings, dispatcher)
+        dispatcher.start()
     else:
         warm_up(services)
-        server = start_dicom(services, dicom_settings(settings, reuse_port=False))
+        server = start_dicom(services, dicom_settings(settings))
     log.info("DICOM listening on port %d as %s (%d process%s)", settings.dicom_port,
              settings.ae_title, workers, "es" if workers > 1 else "")
     log.info("index %s; objects %s", services.db.dialect, services.objects.url)
@@ -179,6 +190,8 @@ def serve(settings: Settings) -> None:
             hl7.shutdown()
         if server is not None:
             server.shutdown()
+        if dispatcher is not None:
+            dispatcher.stop()
         for proc in procs:
             proc.terminate()
         for proc in procs:

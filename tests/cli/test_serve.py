@@ -1,4 +1,5 @@
-"""``pacs serve`` as a real process: DICOM and HTTP listeners, clean stop on SIGTERM."""
+"""``pacs serve`` as a real process: DICOM and HTTP listeners, clean stop on SIGTERM,
+each DICOM connection handed to the least-busy worker process."""
 
 from __future__ import annotations
 
@@ -6,18 +7,23 @@ import errno
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from pynetdicom import AE
+from pynetdicom import sop_class as sc
 
 from ris.services import build_services
 from storage import StorageSettings
 from tests.cli.helpers import clean_env, pacs_command
+from tests.dicom.test_access import self_signed
 from tests.support import dcmtk
 from tests.support.data import StudySpec, make_study, write
 from tests.support.net import free_port
@@ -46,9 +52,13 @@ class Server:
         return dcmtk.run("echoscu", "-aec", "PACS", "-to", "5", "-ta", "5", "-td", "5",
                          "127.0.0.1", str(self.dicom_port), timeout=15)
 
-    def wait_ready(self) -> None:
-        """Until C-ECHO succeeds and /api/health answers, or fail with the server's log."""
-        dcmtk.require("echoscu")
+    def wait_ready(self, echo: Callable[[], bool] | None = None) -> None:
+        """Until C-ECHO succeeds and /api/health answers, or fail with the server's log.
+
+        ``echo`` replaces DCMTK's echoscu (e.g. for a TLS listener).
+        """
+        if echo is None:
+            dcmtk.require("echoscu")
         deadline = time.monotonic() + START_TIMEOUT
         echoed = False
         last = ""
@@ -56,7 +66,10 @@ class Server:
             if self.proc.poll() is not None:
                 pytest.fail(f"pacs serve exited with {self.proc.returncode} before it was "
                             f"ready:\n{self.output()}")
-            if not echoed:
+            if not echoed and echo is not None:
+                echoed = echo()
+                last = "C-ECHO failed"
+            elif not echoed:
                 result = self.echo()
                 echoed = result.returncode == 0
                 last = result.stdout + result.stderr
@@ -105,10 +118,11 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start ``pacs serve`` on free ports; its whole process group dies at teardown."""
     started: list[Server] = []
 
-    def start(*args: str, workers: int | None = 2, env_settings: bool = True) -> Server:
+    def start(*args: str, workers: int | None = 2, env_settings: bool = True,
+              **settings: str) -> Server:
         data = tmp_path / "pacs-data"
         dicom_port, http_port, hl7_port = free_port(), free_port(), free_port()
-        env = clean_env(PACS_AUTH="off", PACS_ADMIN_PASSWORD="test-admin-password")
+        env = clean_env(PACS_AUTH="off", PACS_ADMIN_PASSWORD="test-admin-password", **settings)
         if env_settings:
             env.update(PACS_DATA_DIR=str(data), PACS_DICOM_PORT=str(dicom_port),
                        PACS_HTTP_HOST="127.0.0.1", PACS_HTTP_PORT=str(http_port),
@@ -226,3 +240,124 @@ def test_serve_reads_the_config_file(start_server: Callable[..., Server],
     assert (tmp_path / "toml-data" / "index.db").is_file()
     _stop(server)
     assert server.proc.returncode == 0, server.output()
+
+
+# -- connections spread over the workers (pacs.handoff) ---------------------------------------
+
+def _held_per_worker(server: Server) -> dict[int, int]:
+    """Established DICOM connections held by each live worker process, by pid.
+
+    Read from /proc: the server-side sockets on the DICOM port (``/proc/net/tcp*``), and
+    which worker has each of them open (``/proc/PID/fd``).
+    """
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()  # sl local_address rem_address st ... uid timeout inode
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == server.dicom_port and fields[3] == "01":  # ESTABLISHED
+                sockets.add(f"socket:[{fields[9]}]")
+    held = {}
+    for member in _group_members(server.proc.pid):
+        pid, command = member.split(" ", 1)
+        if "multiprocessing.spawn" not in command:
+            continue  # `pacs serve` itself, multiprocessing's resource tracker
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue  # the worker ended meanwhile
+        held[int(pid)] = sum(link in sockets for link in links)
+    return held
+
+
+def _associate(server: Server, tls: ssl.SSLContext | None = None) -> Any:
+    """An established Verification association with the server (TLS if ``tls``)."""
+    ae = AE(ae_title="SPREADTEST")
+    ae.acse_timeout = ae.network_timeout = 10
+    ae.add_requested_context(sc.Verification)
+    kwargs = {"tls_args": (tls, "127.0.0.1")} if tls is not None else {}
+    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title="PACS", **kwargs)
+    assert assoc.is_established, server.output()
+    return assoc
+
+
+def _hold(server: Server, count: int, tls: ssl.SSLContext | None = None) -> list[Any]:
+    """``count`` more associations, held open, each answering C-ECHO."""
+    held = [_associate(server, tls) for _ in range(count)]
+    for assoc in held:
+        assert assoc.send_c_echo().Status == 0x0000
+    return held
+
+
+def _spread(server: Server, expected: int) -> list[int]:
+    """Associations per worker, once ``expected`` of them are held (sorted, for asserts)."""
+    deadline = time.monotonic() + 5
+    while True:
+        counts = sorted(_held_per_worker(server).values())
+        if sum(counts) >= expected or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.05)
+
+
+def _release(held: list[Any]) -> None:
+    for assoc in held:
+        assoc.release()
+
+
+@pytest.mark.dcmtk
+def test_serve_hands_each_association_to_the_least_busy_worker(
+        start_server: Callable[..., Server]) -> None:
+    """Four workers, four associations held open: one each (the kernel's SO_REUSEPORT hash
+    often gave two or three workers all of them); four more: two each."""
+    server = start_server(workers=4)
+    server.wait_ready()
+    held = _hold(server, 4)
+    try:
+        assert _spread(server, 4) == [1, 1, 1, 1], server.output()
+        held += _hold(server, 4)
+        assert _spread(server, 8) == [2, 2, 2, 2], server.output()
+    finally:
+        _release(held)
+
+
+@pytest.mark.dcmtk
+def test_serve_skips_a_dead_worker(start_server: Callable[..., Server]) -> None:
+    """A killed worker gets no more connections: new associations go to the live ones."""
+    server = start_server(workers=4)
+    server.wait_ready()
+    victim = min(_held_per_worker(server))
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while victim in _held_per_worker(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    held = _hold(server, 6)  # every one is established and answers
+    try:
+        assert _spread(server, 6) == [2, 2, 2], server.output()
+    finally:
+        _release(held)
+    assert "is gone; new associations go to the others" in server.output()
+    assert server.echo().returncode == 0
+
+
+@pytest.mark.dcmtk
+def test_serve_hands_tls_connections_to_the_workers(
+        start_server: Callable[..., Server], tmp_path: Path) -> None:
+    """PS3.15 B.1 TLS still works: the worker wraps the socket after the hand-off."""
+    cert, key = self_signed(tmp_path)
+    server = start_server(workers=4, PACS_DICOM_TLS_CERT=str(cert), PACS_DICOM_TLS_KEY=str(key))
+    client = ssl.create_default_context(cafile=str(cert))
+
+    def echo() -> bool:
+        try:
+            _release(_hold(server, 1, client))
+        except AssertionError:
+            return False
+        return True
+
+    server.wait_ready(echo)
+    held = _hold(server, 4, client)
+    try:
+        assert _spread(server, 4) == [1, 1, 1, 1], server.output()
+    finally:
+        _release(held)
+    assert server.echo().returncode != 0, "a plain connection to the TLS port was accepted"
