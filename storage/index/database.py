@@ -133,6 +133,7 @@ class _KeptConnections:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._kept: weakref.WeakSet[_Kept] = weakref.WeakSet()
+        self._connecting = 0
         self._generation = 0
 
     @contextmanager
@@ -151,6 +152,8 @@ class _KeptConnections:
             self._generation += 1
             for kept in list(self._kept):
                 if not kept.busy:
+                    # out of the count now: an idle thread may never come back to drop it
+                    self._kept.discard(kept)
                     kept.close()
 
     def _connect(self) -> Connection:
@@ -172,12 +175,18 @@ class _KeptConnections:
             if usable and not self._lay_dead(kept):
                 return kept
             self._drop(kept)
-        if len(self._kept) >= self._limit:
-            return None
-        kept = _Kept(self._connect(), self._generation)
-        kept.busy = True
         with self._lock:
-            self._kept.add(kept)
+            if len(self._kept) + self._connecting >= self._limit:
+                return None
+            self._connecting += 1  # the slot is taken while the connection is made
+        try:
+            kept = _Kept(self._connect(), self._generation)
+            kept.busy = True
+            with self._lock:
+                self._kept.add(kept)
+        finally:
+            with self._lock:
+                self._connecting -= 1
         self._local.kept = kept
         return kept
 
