@@ -8,7 +8,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-from storage.index.sqlite_writes import serialize_writes
+from storage.index.sqlite_writes import begin_on_driver, serialize_writes
 
 
 def insert_ignore(engine_dialect: str, table: Any, **values: Any) -> Insert:
@@ -67,6 +67,15 @@ by every connection and process, so this costs no private memory.
 """
 
 
+SQLITE_AUTOCOMMIT = "pacs_sqlite_autocommit"
+"""Execution option of a SQLite connection whose transactions issue no ``BEGIN``.
+
+Set on the connections of :meth:`storage.index.database.Database.select`: a lone SELECT
+needs no transaction around it, since in WAL mode one statement reads one snapshot, and
+without the ``BEGIN`` its rollback is a no-op in the driver.
+"""
+
+
 def configure_sqlite(engine: Engine, *, immediate: bool, synchronous: str = "FULL",
                      mmap_size: int = 0) -> None:
     """Pragmas for a SQLite index shared by threads and processes.
@@ -77,7 +86,8 @@ def configure_sqlite(engine: Engine, *, immediate: bool, synchronous: str = "FUL
     lets prefix patterns use the indexes. Write transactions begin ``IMMEDIATE`` so two
     writers never deadlock upgrading a read lock; on an index file they take turns through
     :func:`~storage.index.sqlite_writes.serialize_writes`, which also gives ``FULL`` its
-    durability by syncing the WAL after each commit, outside the turn.
+    durability by syncing the WAL after each commit, outside the turn. The ``BEGIN`` goes
+    straight to the driver (:func:`~storage.index.sqlite_writes.begin_on_driver`).
     """
     synchronous = synchronous.upper()
     if synchronous not in ("FULL", "NORMAL", "EXTRA"):
@@ -85,6 +95,7 @@ def configure_sqlite(engine: Engine, *, immediate: bool, synchronous: str = "FUL
     path = engine.url.database or ""
     gated = immediate and path not in ("", ":memory:")
     pragma = "NORMAL" if gated and synchronous == "FULL" else synchronous
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -105,4 +116,5 @@ def configure_sqlite(engine: Engine, *, immediate: bool, synchronous: str = "FUL
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if not conn.get_execution_options().get(SQLITE_AUTOCOMMIT):
+            begin_on_driver(conn, begin)
