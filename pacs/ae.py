@@ -103,6 +103,17 @@ class PacsAssociationServer(ThreadedAssociationServer):
     p_data_receiver: PDataReceiverFactory | None = None
     """Makes each association's P-DATA-TF receiver (pacs.reactor.PDataReceiver)."""
 
+    def service_actions(self) -> None:
+        """Nothing, where pynetdicom runs a full ``gc.collect()`` every 60th call.
+
+        ``serve_forever`` calls this after each accepted connection and each idle poll.
+        In a warmed-up worker (about 170,000 objects tracked) that collection took
+        115-140 ms of CPU holding the GIL: 2 ms per association on average, and a stall
+        of every association of the process each 60th connection. Python's own
+        collector frees the cycles a finished association leaves, and
+        :func:`pacs.bootstrap.freeze_heap` keeps its full collections small.
+        """
+
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         sock, address = super().get_request()
         try:

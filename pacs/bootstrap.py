@@ -8,6 +8,7 @@ owns the DICOM port and hands each connection to the least-busy worker (:mod:`pa
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import signal
@@ -110,6 +111,7 @@ def _dicom_worker(settings_json: str, ready: Any, channel: socket.socket) -> Non
     services = build_services(settings.storage(), settings.auth_settings(), settings.reports(),
                               cost_model=settings.cost_model())
     warm_up(services)
+    freeze_heap()
     server = start_dicom(services, dicom_settings(settings), handoff=channel)
     ready.set()
     stop = server.dispatcher_gone  # type: ignore[attr-defined]
@@ -143,6 +145,18 @@ def start_dicom_workers(settings: Settings, dispatcher: Dispatcher) -> list[Any]
     return [p for p, _ in procs]
 
 
+def freeze_heap() -> None:
+    """Move what start-up built (modules, dictionaries, prepared statements) out of the
+    garbage collector's sight (:func:`gc.freeze`), after collecting its garbage.
+
+    Those objects live as long as the process. Without this each full collection
+    walks them all again (115-140 ms in a DICOM worker); with it, only what was made
+    since.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def serve(settings: Settings) -> None:
     """Run every listener until SIGINT/SIGTERM."""
     import uvicorn
@@ -169,6 +183,7 @@ def serve(settings: Settings) -> None:
     else:
         warm_up(services)
         server = start_dicom(services, dicom_settings(settings))
+    freeze_heap()
     log.info("DICOM listening on port %d as %s (%d process%s)", settings.dicom_port,
              settings.ae_title, workers, "es" if workers > 1 else "")
     log.info("index %s; objects %s", services.db.dialect, services.objects.url)
