@@ -19,14 +19,13 @@ import os
 import struct
 from typing import Protocol
 
+from storage.index.match import LONG_LENGTH_VRS
+
 _CHUNK = 1 << 20
 _PREFIX = 132
 """Preamble (128 bytes) and ``DICM`` (PS3.10 7.1)."""
 _META_LIMIT = 1 << 20
 """A File Meta group longer than this is not compared (the files count as different)."""
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC",
-                       b"UN", b"UR", b"UT", b"UV"})
-"""PS3.5 7.1.2: Explicit VR elements with a reserved field and a 4-byte length."""
 
 
 class Readable(Protocol):
@@ -83,7 +82,7 @@ def data_set_start(head: bytes, *, whole: bool = False) -> int | None:
         group, _element, vr = struct.unpack_from("<HH2s", head, pos)
         if group != 0x0002:
             return pos
-        if vr in _LONG_VRS:
+        if vr.decode("latin-1") in LONG_LENGTH_VRS:
             if len(head) < pos + 12:
                 return None
             pos += 12 + struct.unpack_from("<L", head, pos + 8)[0]
