@@ -8,7 +8,6 @@ worker process of ``pacs serve``, takes the connections that the dispatcher of
 
 from __future__ import annotations
 
-import copy
 import socket
 import threading
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from pynetdicom import (
     transport,
 )
 from pynetdicom import sop_class as sc
-from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pacs.handoff import CountedRequestHandler, HandoffServerMixin
@@ -128,24 +126,6 @@ class HandoffAssociationServer(HandoffServerMixin, PacsAssociationServer):
     (:mod:`pacs.handoff`), which has already set TCP_NODELAY on them."""
 
 
-class _Contexts(list):  # type: ignore[type-arg]
-    """The supported contexts, copied cheaply for each association.
-
-    pynetdicom deep-copies the acceptor's contexts for every association; with every
-    storage class × every transfer syntax that costs ~0.2 s of CPU per association. The
-    contexts hold immutable UIDs, so a copy of each context and of its syntax list is
-    enough.
-    """
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> list[PresentationContext]:
-        out = []
-        for cx in self:
-            new = copy.copy(cx)
-            new._transfer_syntax = list(cx._transfer_syntax)
-            out.append(new)
-        return out
-
-
 def build_ae(settings: DicomSettings) -> AE:
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.max_associations
@@ -234,7 +214,6 @@ def start_dicom(services: Services, settings: DicomSettings,
         ssl_context=tls,
         request_handler=request_handler,
     )
-    server.contexts = _Contexts(server.contexts)
     # Received data sets are written where the object store can adopt them (a rename),
     # when it has such a place (the filesystem store; not S3).
     staging = getattr(services.objects, "staging_dir", None)

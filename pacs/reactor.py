@@ -38,7 +38,6 @@ import ssl
 import struct
 import threading
 from collections.abc import Callable
-from copy import deepcopy
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -378,7 +377,12 @@ class EventDrivenRequestHandler(RequestHandler):
         """pynetdicom's ``RequestHandler._create_association``, with our association class.
 
         Kept step for step with pynetdicom 3.0's version: the socket, both service users,
-        the supported contexts (copied: the negotiation edits them) and the bound handlers.
+        the supported contexts and the bound handlers. pynetdicom deep-copies the
+        supported contexts for every association (every storage class × every transfer
+        syntax: 180 contexts, a fifth of an association's CPU); here the association gets
+        its own list of the shared contexts, which negotiation only reads, and
+        :func:`pacs.scp.acceptance.prefer_requested_syntaxes` replaces the few it reorders
+        with copies.
         """
         server = cast(Any, self.server)
         ae = self.ae
@@ -393,7 +397,7 @@ class EventDrivenRequestHandler(RequestHandler):
         assoc.acceptor.address_info = self.local
         assoc.acceptor.implementation_class_uid = ae.implementation_class_uid
         assoc.acceptor.implementation_version_name = ae.implementation_version_name
-        assoc.acceptor.supported_contexts = deepcopy(server.contexts)
+        assoc.acceptor.supported_contexts = list(server.contexts)
         assoc.requestor.address_info = self.remote
         for event, handlers in server._handlers.items():
             if event.is_intervention and handlers:

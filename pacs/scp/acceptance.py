@@ -19,6 +19,7 @@ AE, so a modality works out of the box; SPEC.md "unknown calling AEs may be refu
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from typing import Any
@@ -41,20 +42,26 @@ def prefer_requested_syntaxes(event: Event) -> None:
 
     For each abstract syntax, the syntaxes its proposed contexts list come first, in the
     order the requestor gave them (the first context naming a syntax sets its place), then
-    the others as before. The supported contexts are this association's own copies
-    (``pacs.ae._Contexts``), so other associations are not affected.
+    the others as before. The association's list of supported contexts is its own, but
+    the contexts in it are shared by every association (``EventDrivenRequestHandler``):
+    a context whose order changes is replaced in the list by a copy, never edited.
     """
     assoc = event.assoc
     proposed: dict[str, list[str]] = {}
     for rq in assoc.requestor.primitive.presentation_context_definition_list:
         order = proposed.setdefault(rq.abstract_syntax, [])
         order.extend(ts for ts in rq.transfer_syntax if ts not in order)
-    for cx in assoc.acceptor.supported_contexts:
+    supported = assoc.acceptor.supported_contexts
+    for index, cx in enumerate(supported):
         order = proposed.get(cx.abstract_syntax)
         if order:
             ours = cx._transfer_syntax
             first = [ts for ts in order if ts in ours]
-            cx._transfer_syntax = first + [ts for ts in ours if ts not in first]
+            reordered = first + [ts for ts in ours if ts not in first]
+            if reordered != ours:
+                mine = copy.copy(cx)
+                mine._transfer_syntax = reordered
+                supported[index] = mine
 
 
 def _wait_until_sent(assoc: Any, timeout: float = 2.0) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +70,23 @@ def module_sqlite_listener(request: pytest.FixtureRequest,
                            ) -> Iterator[ModuleListener]:
     """Our DICOM AE on SQLite, shared by one module (for tests about the network)."""
     yield from _module_listener(request, tmp_path_factory, "sqlite")
+
+
+@dataclass
+class ServedListener:
+    host: str
+    port: int
+    ae_title: str
+    services: Services
+    server: Any
+
+
+@pytest.fixture
+def served(sqlite_services: Services) -> Iterator[ServedListener]:
+    """Our DICOM AE on SQLite, with its server object at hand (to shorten timeouts)."""
+    port = free_port()
+    server = start_dicom(sqlite_services,
+                         DicomSettings(ae_title="PACS", host="127.0.0.1", port=port))
+    yield ServedListener("127.0.0.1", port, "PACS", sqlite_services, server)
+    server.shutdown()
+    server.server_close()

@@ -23,6 +23,7 @@ from pydicom.uid import (
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage
 
 from tests.dicom import scu
+from tests.dicom.conftest import ServedListener
 from tests.support.data import StudySpec, make_study, write
 from tests.support.dcmtk import run
 
@@ -57,6 +58,22 @@ def test_contexts_of_one_abstract_syntax_each_get_their_own_first_choice(
     with scu.association(sqlite_listener, [(MRImageStorage, [ExplicitVRLittleEndian,
                                                             ImplicitVRLittleEndian])]) as assoc:
         assert list(_accepted(assoc).values()) == [ExplicitVRLittleEndian]
+
+
+def test_reordering_for_one_association_leaves_the_listeners_contexts_alone(
+        served: ServedListener) -> None:
+    """The contexts are shared by every association (none is copied per association):
+    the requestor's order goes into copies, so a concurrent association never sees it."""
+    def orders() -> list[list[str]]:
+        return [list(cx.transfer_syntax) for cx in served.server.contexts]
+
+    before = orders()
+    mr = next(cx for cx in served.server.contexts if cx.abstract_syntax == MRImageStorage)
+    assert mr.transfer_syntax[0] != DeflatedExplicitVRLittleEndian
+    with scu.association(served, [(MRImageStorage, [DeflatedExplicitVRLittleEndian])]) as assoc:
+        assert list(_accepted(assoc).values()) == [DeflatedExplicitVRLittleEndian]
+        assert orders() == before
+    assert orders() == before
 
 
 @pytest.mark.dcmtk

@@ -12,41 +12,17 @@ import gc
 import hashlib
 import socket
 import struct
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from pynetdicom import sop_class as sc
 from sqlalchemy import select
 
-from pacs.ae import DicomSettings, start_dicom
 from pacs.reactor import EventDrivenAssociation
-from ris.services import Services
 from storage.index.models import Instance
 from tests.dicom import scu
+from tests.dicom.conftest import ServedListener
 from tests.support.data import StudySpec, make_study
-from tests.support.net import free_port
-
-
-@dataclass
-class ServedListener:
-    host: str
-    port: int
-    ae_title: str
-    services: Services
-    server: Any
-
-
-@pytest.fixture
-def served(sqlite_services: Services) -> Iterator[ServedListener]:
-    """Our DICOM AE on SQLite, with its server object at hand (to shorten timeouts)."""
-    port = free_port()
-    server = start_dicom(sqlite_services,
-                         DicomSettings(ae_title="PACS", host="127.0.0.1", port=port))
-    yield ServedListener("127.0.0.1", port, "PACS", sqlite_services, server)
-    server.shutdown()
-    server.server_close()
 
 
 def test_stored_objects_are_adopted_from_the_staging_area(served: ServedListener) -> None:
