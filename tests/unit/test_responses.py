@@ -1,4 +1,4 @@
-"""The hand-encoded C-STORE-RSP and C-FIND-RSP command sets are byte for byte what
+"""The hand-encoded C-STORE-RSP, C-FIND-RSP and C-ECHO-RSP command sets are byte for byte what
 pynetdicom encodes."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 from io import BytesIO
 
 import pytest
-from pynetdicom.dimse_messages import C_FIND_RSP, C_STORE_RSP
-from pynetdicom.dimse_primitives import C_FIND, C_STORE
+from pynetdicom.dimse_messages import C_ECHO_RSP, C_FIND_RSP, C_STORE_RSP
+from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_STORE
 from pynetdicom.dsutils import encode
 
-from pacs.scp.responses import find_response, store_success
+from pacs.scp.responses import echo_success, find_response, store_success
 
 
 @pytest.mark.parametrize("sop_class, sop_instance, message_id", [
@@ -41,4 +41,16 @@ def test_find_response_matches_pynetdicom(status: int, identifier: bool) -> None
     message = C_FIND_RSP()
     message.primitive_to_message(primitive)
     assert find_response("1.2.840.10008.5.1.4.1.2.2.1", 12, status) == encode(
+        message.command_set, True, True)
+
+
+@pytest.mark.parametrize("message_id", [1, 65535])
+def test_echo_success_matches_pynetdicom(message_id: int) -> None:
+    primitive = C_ECHO()
+    primitive.MessageIDBeingRespondedTo = message_id
+    primitive.AffectedSOPClassUID = "1.2.840.10008.1.1"  # odd length: padded with NUL
+    primitive.Status = 0x0000
+    message = C_ECHO_RSP()
+    message.primitive_to_message(primitive)
+    assert echo_success("1.2.840.10008.1.1", message_id) == encode(
         message.command_set, True, True)
