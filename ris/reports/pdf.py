@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from fpdf import FPDF
-
 _DEBIAN = Path("/usr/share/fonts/truetype/dejavu")
 
 
@@ -50,6 +48,10 @@ def render_pdf(*, title: str, institution: str, details: Sequence[tuple[str, str
     ``details`` and ``signature`` are (label, value) rows; ``addenda`` (signer, signed_at,
     text). Long text wraps; the page is A4 with automatic breaks as a last resort.
     """
+    # Imported here: fpdf2 and its font tools take a quarter of a second to import, which
+    # every `pacs` command and every DICOM worker would otherwise pay at start.
+    from fpdf import FPDF
+
     regular, bold = font_files(font)
     pdf = FPDF(format="A4")
     pdf.set_auto_page_break(auto=True, margin=15)
