@@ -18,12 +18,12 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, MRImageStorage, generate_uid
 from pynetdicom import AE, evt
+from pynetdicom.dimse_messages import N_EVENT_REPORT_RSP
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
 from ris.services import Services
 from storage.index.models import Instance
 from storage.origin import CLI
-from tests.cli.helpers import clean_env, describe, run_pacs
 from tests.conftest import Listener
 from tests.support.data import StudySpec, make_study, write
 from tests.support.net import free_port
@@ -57,12 +57,31 @@ def _object_key(services: Services, uid: str) -> str:
         return str(s.scalar(select(Instance.object_key).where(Instance.sop_instance_uid == uid)))
 
 
-def _report_handler(reports: queue.Queue[tuple[int, Dataset, str]]) -> Any:
-    def handle(event: evt.Event) -> tuple[int, None]:
-        reports.put((event.event_type, event.event_information,
-                     str(event.assoc.requestor.ae_title).strip()))
+class _Reports:
+    """The N-EVENT-REPORTs an SCU receives, each handed over once its N-EVENT-REPORT-RSP
+    has been queued to the peer: a test that releases as soon as the handler has run
+    would queue the A-RELEASE-RQ first, and pynetdicom would then refuse to send the
+    response in state Sta7 (an exception in its DUL thread, and the archive waiting
+    for a response that never comes)."""
+
+    def __init__(self) -> None:
+        self._received: queue.Queue[tuple[int, Dataset, str]] = queue.Queue()
+        self._answered: queue.Queue[tuple[int, Dataset, str]] = queue.Queue()
+
+    def handlers(self) -> list[Any]:
+        return [(evt.EVT_N_EVENT_REPORT, self._report), (evt.EVT_DIMSE_SENT, self._sent)]
+
+    def _report(self, event: evt.Event) -> tuple[int, None]:
+        self._received.put((event.event_type, event.event_information,
+                            str(event.assoc.requestor.ae_title).strip()))
         return 0x0000, None
-    return handle
+
+    def _sent(self, event: evt.Event) -> None:
+        if isinstance(event.message, N_EVENT_REPORT_RSP):
+            self._answered.put(self._received.get_nowait())
+
+    def get(self, timeout: float) -> tuple[int, Dataset, str]:
+        return self._answered.get(timeout=timeout)
 
 
 def _scu() -> AE:
@@ -75,9 +94,9 @@ def _scu() -> AE:
 def test_all_committed_on_the_same_association(listener: Listener, tmp_path: Path) -> None:
     datasets = _seed(listener.services, tmp_path, 3)
     refs = [(str(d.SOPClassUID), str(d.SOPInstanceUID)) for d in datasets]
-    reports: queue.Queue[tuple[int, Dataset, str]] = queue.Queue()
+    reports = _Reports()
     assoc = _scu().associate(listener.host, listener.port, ae_title=listener.ae_title,
-                             evt_handlers=[(evt.EVT_N_EVENT_REPORT, _report_handler(reports))])
+                             evt_handlers=reports.handlers())
     assert assoc.is_established
     try:
         transaction = generate_uid()
@@ -112,9 +131,9 @@ def test_failures_are_listed_with_their_reason(listener: Listener, tmp_path: Pat
             (CTImageStorage, str(corrupted.SOPInstanceUID)),
             (MRImageStorage, str(conflict.SOPInstanceUID)),
             (CTImageStorage, unknown)]
-    reports: queue.Queue[tuple[int, Dataset, str]] = queue.Queue()
+    reports = _Reports()
     assoc = _scu().associate(listener.host, listener.port, ae_title=listener.ae_title,
-                             evt_handlers=[(evt.EVT_N_EVENT_REPORT, _report_handler(reports))])
+                             evt_handlers=reports.handlers())
     try:
         status, _ = assoc.send_n_action(_request(refs, generate_uid()), 1,
                                         StorageCommitmentPushModel, WELL_KNOWN)
@@ -148,27 +167,23 @@ def test_unknown_action_type_is_refused(sqlite_listener: Listener) -> None:
 
 
 @pytest.fixture
-def commitment_receiver() -> Iterator[tuple[int, queue.Queue[tuple[int, Dataset, str]]]]:
+def commitment_receiver() -> Iterator[tuple[int, _Reports]]:
     """A pynetdicom AE that accepts the archive's report association (SCU of the service)."""
-    reports: queue.Queue[tuple[int, Dataset, str]] = queue.Queue()
+    reports = _Reports()
     ae = AE(ae_title=SCU)
     ae.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
     port = free_port()
     server = ae.start_server(("127.0.0.1", port), block=False,
-                             evt_handlers=[(evt.EVT_N_EVENT_REPORT, _report_handler(reports))])
+                             evt_handlers=reports.handlers())
     yield port, reports
     server.shutdown()
 
 
 def test_report_on_a_new_association_once_the_scu_has_gone(
         listener: Listener, tmp_path: Path,
-        commitment_receiver: tuple[int, queue.Queue[tuple[int, Dataset, str]]]) -> None:
+        commitment_receiver: tuple[int, _Reports]) -> None:
     port, reports = commitment_receiver
-    url = listener.services.settings.database_url
-    added = run_pacs("ae", "add", SCU, "127.0.0.1", str(port), cwd=tmp_path,
-                     env=clean_env(PACS_DATABASE_URL=url,
-                                   PACS_STORAGE_URL=listener.services.settings.storage_url))
-    assert added.returncode == 0, describe(added)
+    listener.services.aes.add(SCU, "127.0.0.1", port)  # `pacs ae add` has its own tests
     # Enough instances that reading them back from storage outlasts the abort below.
     datasets = _seed(listener.services, tmp_path, 30)
     refs = [(str(d.SOPClassUID), str(d.SOPInstanceUID)) for d in datasets]
