@@ -37,7 +37,8 @@ import socket
 import ssl
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -47,6 +48,7 @@ from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AssociationSocket, RequestHandler
 
 LOGGER = logging.getLogger(__name__)
@@ -99,6 +101,9 @@ class EventDrivenDUL(DULServiceProvider):
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self._write_lock = threading.Lock()
+        self._unwritten = 0
+        """P-DATA primitives queued for this thread and not yet written (under the lock)."""
 
     # -- wake-ups from other threads ------------------------------------------------------
     def _wake(self) -> None:
@@ -109,8 +114,41 @@ class EventDrivenDUL(DULServiceProvider):
 
     def send_pdu(self, primitive: Any) -> None:
         """Queue a primitive for the peer (pynetdicom's behaviour) and wake the reactor."""
+        if isinstance(primitive, P_DATA):
+            with self._write_lock:
+                self._unwritten += 1
         super().send_pdu(primitive)
         self._wake()
+
+    def send_now(self, wire: bytes) -> bool:
+        """Write encoded P-DATA-TF PDUs from the calling thread, if nothing queued
+        before them is still unwritten and the association is established (Sta6, where
+        a P-DATA request is DT-1: write the PDU, stay in Sta6; PS3.8 Table 9-10).
+
+        Returns ``False`` (nothing written) otherwise: the caller queues them. Handing
+        each batch of C-FIND responses to this thread cost a wake-up write, a ``select``
+        and a state-machine turn here, about a quarter of the CPU of a 65-match query.
+        """
+        with self._write_lock:
+            if self._unwritten or self.state_machine.current_state != "Sta6":
+                return False
+            transport = cast("AssociationSocket | None", self.socket)
+            if transport is None:
+                return False
+            transport.send(wire)  # on failure it queues Evt17 (connection closed)
+        if not self.event_queue.empty():
+            self._wake()
+        return True
+
+    @contextmanager
+    def writing_queued(self) -> Iterator[None]:
+        """Held by the DT-1 action while it writes a queued P-DATA primitive, so that
+        :meth:`send_now` never writes between or before queued PDUs."""
+        with self._write_lock:
+            try:
+                yield
+            finally:
+                self._unwritten -= 1
 
     def kill_dul(self) -> None:
         super().kill_dul()

@@ -462,11 +462,7 @@ class StoreReceiver:
                                            request.sop_instance_uid, status, comment)
         wire = responses.command_pdus(context_id, command,
                                       self._assoc.dimse.maximum_pdu_size)
-        dul = self._assoc.dul
-        if dul.to_provider_queue.empty() and dul.socket is not None:
-            dul.socket.send(wire)
-        else:  # after what the association thread queued (PS3.8 9.3.5: in order)
-            dul.send_pdu(responses.EncodedPDUs(wire))
+        responses.send_encoded(self._assoc.dul, wire)
 
     def _store(self, incoming: _Incoming) -> tuple[int, str | None, Callable[[], None]]:
         """The response status and Error Comment, as pynetdicom's Storage SCP makes them
