@@ -127,7 +127,9 @@ class EventDrivenDUL(DULServiceProvider):
 
         Returns ``False`` (nothing written) otherwise: the caller queues them. Handing
         each batch of C-FIND responses to this thread cost a wake-up write, a ``select``
-        and a state-machine turn here, about a quarter of the CPU of a 65-match query.
+        and a state-machine turn here: about 0.5 ms of the 6 ms of server CPU of a
+        65-match query. A queued P-DATA dropped by an abort is never counted as written,
+        so nothing more is written from other threads once the association is ending.
         """
         with self._write_lock:
             if self._unwritten or self.state_machine.current_state != "Sta6":

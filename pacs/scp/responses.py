@@ -6,8 +6,8 @@ and half the CPU of a C-FIND with many matches.
 
 - A successful C-STORE-RSP (PS3.7 9.3.1.2), a pending or final Success C-FIND-RSP
   (PS3.7 9.3.2.2) and a successful C-ECHO-RSP (PS3.7 9.3.5.2; a quarter of the CPU of
-  a C-ECHO association went to encoding it) are a few fixed elements, encoded here directly in Implicit VR Little
-  Endian as PS3.7 6.3.1 requires for command sets.
+  a C-ECHO association went to encoding it) are a few fixed elements, encoded here
+  directly in Implicit VR Little Endian as PS3.7 6.3.1 requires for command sets.
 - The C-FIND handler hands each match's identifier, already encoded by
   :meth:`storage.index.match.Match.encode`, to :class:`PendingResponses`, which sends
   it with the pending command set; pydicom never re-encodes it and pynetdicom's
@@ -272,6 +272,19 @@ class PendingResponses:
             self._outbox.flush()
 
 
+def _success_command(primitive: Any) -> bytes | None:
+    """The command set of a Success C-STORE-RSP or C-ECHO-RSP primitive, else ``None``."""
+    if primitive.Status != 0x0000 or primitive.MessageIDBeingRespondedTo is None:
+        return None
+    if isinstance(primitive, C_STORE):
+        return store_success(primitive.AffectedSOPClassUID,
+                             primitive.MessageIDBeingRespondedTo,
+                             primitive.AffectedSOPInstanceUID)
+    if isinstance(primitive, C_ECHO):
+        return echo_success(primitive.AffectedSOPClassUID, primitive.MessageIDBeingRespondedTo)
+    return None
+
+
 def install(assoc: Any) -> None:
     """Route this association's hot-path responses through the encoders above."""
     dimse = assoc.dimse
@@ -298,17 +311,8 @@ def install(assoc: Any) -> None:
                 outbox.flush()
                 return
         outbox.flush()
-        if (isinstance(primitive, C_STORE) and primitive.Status == 0x0000
-                and primitive.MessageIDBeingRespondedTo is not None):
-            command = store_success(primitive.AffectedSOPClassUID,
-                                    primitive.MessageIDBeingRespondedTo,
-                                    primitive.AffectedSOPInstanceUID)
-            send_encoded(dimse.dul, _pdus(context_id, command, None, max_pdu))
-            return
-        if (isinstance(primitive, C_ECHO) and primitive.Status == 0x0000
-                and primitive.MessageIDBeingRespondedTo is not None):
-            command = echo_success(primitive.AffectedSOPClassUID,
-                                   primitive.MessageIDBeingRespondedTo)
+        command = _success_command(primitive)
+        if command is not None:
             send_encoded(dimse.dul, _pdus(context_id, command, None, max_pdu))
             return
         original(primitive, context_id)
