@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import fields
+from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from pypdf import PdfReader
 
-from ris.savings.report import COLUMNS
+from ris.savings.report import COLUMNS, SavingsRow
 from ris.services import Services
 from tests.savings.fixtures import END, START, Fixed, expected_groups
 
 NUMBERS = [c for c in COLUMNS if c != "key"]
+MONEY = {f.name for f in fields(SavingsRow) if isinstance(f.default, Decimal)}
 
 
 def _report(client: TestClient, group: str, fmt: str = "json", **extra: str) -> object:
@@ -43,9 +46,22 @@ def test_fixed_studies_give_known_figures(client: TestClient, fixed: Fixed,
 
 
 def test_totals_do_not_depend_on_the_grouping(client: TestClient, fixed: Fixed) -> None:
-    totals = [_report(client, g).json()["totals"]
-              for g in ("modality", "month", "department", "referring")]
-    assert all(t == totals[0] for t in totals)
+    """Counts are the same whatever the grouping. Money totals are the sums of the groups
+    rounded to the currency unit (so every report adds up, ris.savings.report), so two
+    groupings may differ by their groups' rounding: at most one unit per group (net
+    savings is rounded twice). The storage cost of the fixed studies has a fractional
+    part that varies with the length of their random UIDs."""
+    reports = [_report(client, g).json()
+               for g in ("modality", "month", "department", "referring")]
+    first = reports[0]
+    for report in reports[1:]:
+        slack = len(first["groups"]) + len(report["groups"])
+        for column in NUMBERS:
+            ours, theirs = report["totals"][column], first["totals"][column]
+            if column in MONEY:
+                assert abs(ours - theirs) <= slack, (report["group"], column)
+            else:
+                assert ours == theirs, (report["group"], column)
 
 
 def test_csv_and_json_agree(client: TestClient, fixed: Fixed) -> None:
