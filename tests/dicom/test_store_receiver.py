@@ -44,7 +44,7 @@ from storage.index.models import Instance, Patient, Series, Study
 from storage.objects.filesystem import STAGING
 from tests.dicom import scu
 from tests.dicom.test_access import self_signed
-from tests.support.data import REAL_FILES, StudySpec, make_study, write
+from tests.support.data import REAL_FILES, StudySpec, make_instance, make_study, write
 from tests.support.dcmtk import run
 from tests.support.net import free_port
 
@@ -502,3 +502,65 @@ def _wait_for_staged_file(served: Served, timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def _spy_on_writeback(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
+    """Record each writeback the receiver starts: the file's path, offset and length."""
+    started: list[tuple[str, int, int]] = []
+    real = store_receiver.start_writeback
+
+    def spy(fd: int, offset: int, length: int) -> None:
+        started.append((os.readlink(f"/proc/self/fd/{fd}"), offset, length))
+        real(fd, offset, length)
+
+    monkeypatch.setattr(store_receiver, "start_writeback", spy)
+    return started
+
+
+def test_writeback_of_a_large_data_set_starts_while_it_arrives(
+        serve: Any, sqlite_services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A staged file is handed to the kernel's writeback in 256 KiB steps while the rest
+    arrives, in order and without gaps, and the object it becomes is stored whole."""
+    started = _spy_on_writeback(monkeypatch)
+    served = serve(sqlite_services)
+    spec = StudySpec()
+    large = [make_instance(spec, generate_uid(), 1, n, rows=512, cols=512) for n in (1, 2)]
+    with scu.association(served, [(CTImageStorage, [ExplicitVRLittleEndian])]) as assoc:
+        assert [assoc.send_c_store(ds).Status for ds in large] == [0x0000, 0x0000]
+    assert served.fast_stores == 2
+    staging = str(Path(served.services.objects.root) / STAGING)
+    files = sorted({path for path, _, _ in started})
+    assert len(files) == 2 and all(path.startswith(staging) for path in files)
+    sizes = []
+    for ds in large:
+        data, _ = _stored(served, str(ds.SOPInstanceUID))
+        assert scu.read_bytes(data).PixelData == ds.PixelData
+        sizes.append(len(data))
+    for path in files:
+        ranges = [(offset, length) for name, offset, length in started if name == path]
+        assert ranges[0][0] == 0
+        assert all(length >= store_receiver._WRITEBACK for _, length in ranges)
+        assert all(a + n == b for (a, n), (b, _) in zip(ranges, ranges[1:], strict=False))
+        end = ranges[-1][0] + ranges[-1][1]
+        assert min(sizes) - store_receiver._WRITEBACK < end <= max(sizes)
+    assert _staging_empty(served)
+
+
+def test_no_writeback_without_fsync(serve: Any, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """With fsync off (``PACS_FSYNC=0``) nothing waits for the disk: no writeback is
+    started, and the instance is stored all the same."""
+    started = _spy_on_writeback(monkeypatch)
+    url = f"sqlite:///{tmp_path / 'index.db'}"
+    upgrade(url)
+    services = build_services(StorageSettings(database_url=url, fsync=False,
+                                              storage_url=f"file://{tmp_path / 'objects'}"))
+    try:
+        served = serve(services)
+        ds = make_instance(StudySpec(), generate_uid(), 1, 1, rows=512, cols=512)
+        assert scu.store_datasets(served, [ds]) == [0x0000]
+        assert served.fast_stores == 1
+        _stored(served, str(ds.SOPInstanceUID))
+        assert started == []
+    finally:
+        services.close()
