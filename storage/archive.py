@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -100,6 +101,9 @@ class Archive:
         self._listeners: list[StoreListener] = []
         self._corrector = Corrector(db)
         self._staging: Path | None = None
+        self._prepare: Callable[[str], None] | None = getattr(objects, "prepare", None)
+        self._prepared: deque[tuple[str, Future[None]]] = deque()
+        """Object keys whose directories are being made ahead (:meth:`_new_key`)."""
 
     def add_listener(self, listener: StoreListener) -> None:
         """Call ``listener`` after every committed store (e.g. accession matching).
@@ -194,7 +198,7 @@ class Archive:
                sop_instance_uid: str | None, study_uid: str | None,
                consume: bool, sha256: str | None, head: Head | None = None
                ) -> tuple[StoreResult, int]:
-        key = new_object_key()
+        key, ready = self._new_key()
         # The header is read through a handle opened first, so the object store may rename
         # the file meanwhile (a staged file is adopted, not copied). The handle is opened
         # from a descriptor so that its name is that descriptor, not the path: pydicom
@@ -204,10 +208,30 @@ class Archive:
         except OSError as exc:
             raise UnreadableDataset(f"received file cannot be read: {exc.strerror}") from exc
         with open(fd, "rb") as source:
-            return self._store_open(source, path, key, origin, sop_class_uid,
+            return self._store_open(source, path, key, ready, origin, sop_class_uid,
                                     sop_instance_uid, study_uid, consume, sha256, head)
 
-    def _store_open(self, source: BinaryIO, path: str | Path, key: str, origin: Origin,
+    def _new_key(self) -> tuple[str, Future[None] | None]:
+        """A new object key, and the making of its directories that its put must wait
+        for (``None``: nothing to wait for); the next key's begins here.
+
+        With a store that prepares keys (the filesystem's fan-out directories), the
+        directories are made in a helper thread while the current store runs, off the
+        path of the sender's response. Each call takes one prepared key and prepares one,
+        so the queue holds about one key per store running at once.
+        """
+        if self._prepare is None:
+            return new_object_key(), None
+        try:
+            key, ready = self._prepared.popleft()
+        except IndexError:  # the first store of this process (or of a burst)
+            key, ready = new_object_key(), None
+        following = new_object_key()
+        self._prepared.append((following, self._io.submit(self._prepare, following)))
+        return key, ready
+
+    def _store_open(self, source: BinaryIO, path: str | Path, key: str,
+                    ready: Future[None] | None, origin: Origin,
                     sop_class_uid: str | None, sop_instance_uid: str | None,
                     study_uid: str | None, consume: bool,
                     digest: str | None, head: Head | None = None
@@ -220,9 +244,9 @@ class Archive:
         size = os.fstat(source.fileno()).st_size
         staged = consume and self._is_staged(path)
         if staged:
-            put = self._io.submit(self._adopt_file, key, path, size, digest)
+            put = self._io.submit(self._adopt_file, key, ready, path, size, digest)
         else:
-            put = self._io.submit(self._put_file, key, path)
+            put = self._io.submit(self._put_file, key, ready, path)
         try:
             try:
                 header = read_header(source, head=head)
@@ -276,14 +300,28 @@ class Archive:
             self._staging = staging()
         return Path(path).parent == self._staging
 
-    def _adopt_file(self, key: str, path: str | Path, size: int,
+    def _adopt_file(self, key: str, ready: Future[None] | None, path: str | Path, size: int,
                     digest: str | None) -> tuple[int, str]:
+        self._await_directories(key, ready)
         return size, self.objects.adopt(key, path, sha256=digest)  # type: ignore[attr-defined]
 
-    def _put_file(self, key: str, path: str | Path) -> tuple[int, str]:
+    def _put_file(self, key: str, ready: Future[None] | None,
+                  path: str | Path) -> tuple[int, str]:
+        self._await_directories(key, ready)
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
             return size, self.objects.put(key, fh, size=size)
+
+    def _await_directories(self, key: str, ready: Future[None] | None) -> None:
+        """Wait until the directories :meth:`_new_key` made for ``key`` are durable. If
+        making them failed (the key may have waited since a disk was full), try once
+        more now: its error, if any, is the store's."""
+        if ready is None or self._prepare is None:
+            return
+        try:
+            ready.result()
+        except PacsError:
+            self._prepare(key)
 
     def _abandon(self, put: Future[tuple[int, str]], key: str) -> None:
         """Wait for a put whose dataset was refused or not indexed, then remove what it

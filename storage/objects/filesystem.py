@@ -180,6 +180,19 @@ class FilesystemStore:
             raise _translate(exc) from exc
         return sha256 or digest.hexdigest()
 
+    def prepare(self, key: str) -> None:
+        """Create the directories of ``key`` durably, ahead of its put or adopt.
+
+        A new archive's first objects land in new fan-out directories (65,536 of them),
+        each costing a mkdir or two and their directory fsyncs: ~0.6 ms of the time a
+        sender waits for its C-STORE response. The archive prepares the next key while
+        the current store runs (:meth:`storage.archive.Archive._new_key`).
+        """
+        try:
+            self._make_directories(os.path.dirname(self._file(key)))
+        except OSError as exc:
+            raise _translate(exc) from exc
+
     def _make_directories(self, directory: str) -> None:
         """Create ``directory`` and its missing parents below the root, durably: each new
         entry is fsynced in its parent, so the object renamed into it cannot lose its

@@ -224,6 +224,28 @@ class TestFilesystemStaging:
                           root / "ab/cd",                     # two: nothing new
                           root / "ab", root / "ab/ef"]        # three: one level new
 
+    def test_prepare_makes_the_directories_of_a_key_durably(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        store = FilesystemStore(tmp_path / "objects")
+        root, staging = store.root, store.staging_dir()
+        synced: list[Path] = []
+        monkeypatch.setattr("storage.objects.filesystem._sync_directory",
+                            lambda directory: synced.append(Path(directory)))
+        store.prepare("ab/cd/one.dcm")
+        assert (root / "ab/cd").is_dir() and synced == [root, root / "ab"]
+        staged = staging / "incoming.dcm"
+        staged.write_bytes(b"one")
+        store.adopt("ab/cd/one.dcm", staged)
+        assert synced == [root, root / "ab", root / "ab/cd"]  # only the object's entry left
+        with store.open("ab/cd/one.dcm") as fh:
+            assert fh.read() == b"one"
+
+    def test_prepare_where_a_directory_cannot_be_made(self, tmp_path: Path) -> None:
+        store = FilesystemStore(tmp_path / "objects")
+        (store.root / "ab").write_bytes(b"not a directory")
+        with pytest.raises(StorageUnavailable):
+            store.prepare("ab/cd/one.dcm")
+
     def test_staged_files_are_not_objects(self, tmp_path: Path) -> None:
         store = FilesystemStore(tmp_path / "objects")
         _put(store, "ab/obj", b"x")

@@ -8,6 +8,7 @@ listener survives every failure.
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from storage.index.query import Level, Query
 from tests.dicom import scu
 from tests.support.data import REAL_FILES, StudySpec, make_instance, make_study
 
@@ -231,6 +233,30 @@ def test_unavailable_object_storage_is_out_of_resources_then_recovers(
     objects = scu.stored_objects(sqlite_listener.services, ds.SOPInstanceUID)
     assert len(objects) == 1
     assert scu.read_bytes(objects[0]).PixelData == ds.PixelData
+
+
+def _empty_fan_out_directories(root: Path) -> set[Path]:
+    return {d for d in root.glob("*/*") if d.is_dir() and not any(d.iterdir())}
+
+
+def test_the_next_objects_directories_are_made_ahead(sqlite_listener: Any) -> None:
+    """While an instance is stored, the fan-out directories of the next object are made
+    (durably, in a helper thread), so that object goes into directories that exist
+    before its instance arrives."""
+    root = Path(sqlite_listener.services.objects.root)
+    first, second = make_study(StudySpec(series=1, instances=2))
+    assert scu.store_datasets(sqlite_listener, [first]) == [0x0000]
+    deadline = time.monotonic() + 5
+    while not (made_ahead := _empty_fan_out_directories(root)):
+        assert time.monotonic() < deadline, "no directory made ahead for the next object"
+        time.sleep(0.01)
+    assert scu.store_datasets(sqlite_listener, [second]) == [0x0000]
+    (ref,) = sqlite_listener.services.archive.locate(
+        Query(Level.IMAGE, {"SOPInstanceUID": second.SOPInstanceUID}), scu.ARCHIVE_READER)
+    assert (root / ref.object_key).parent in made_ahead
+    assert scu.read_bytes(scu.stored_objects(sqlite_listener.services,
+                                             second.SOPInstanceUID)[0]).PixelData \
+        == second.PixelData
 
 
 # -- concurrency -----------------------------------------------------------------------
