@@ -186,6 +186,14 @@ class TestFilesystemStore(ObjectStoreContract):
         assert list(tmp_path.rglob("*")) == [tmp_path / "objects"]
 
 
+def _recorded_directory_syncs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The directories the filesystem store fsyncs from now on, in order."""
+    synced: list[Path] = []
+    monkeypatch.setattr("storage.objects.filesystem._sync_directory",
+                        lambda directory: synced.append(Path(directory)))
+    return synced
+
+
 class TestFilesystemStaging:
     """The filesystem store's staging area: a received file becomes an object by rename."""
 
@@ -204,9 +212,7 @@ class TestFilesystemStaging:
             self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         store = FilesystemStore(tmp_path / "objects")
         root, staging = store.root, store.staging_dir()
-        synced: list[Path] = []
-        monkeypatch.setattr("storage.objects.filesystem._sync_directory",
-                            lambda directory: synced.append(Path(directory)))
+        synced = _recorded_directory_syncs(monkeypatch)
         made: list[str] = []
         real_mkdir = os.mkdir
         monkeypatch.setattr("storage.objects.filesystem.os.mkdir",
@@ -228,9 +234,7 @@ class TestFilesystemStaging:
             self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         store = FilesystemStore(tmp_path / "objects")
         root, staging = store.root, store.staging_dir()
-        synced: list[Path] = []
-        monkeypatch.setattr("storage.objects.filesystem._sync_directory",
-                            lambda directory: synced.append(Path(directory)))
+        synced = _recorded_directory_syncs(monkeypatch)
         store.prepare("ab/cd/one.dcm")
         assert (root / "ab/cd").is_dir() and synced == [root, root / "ab"]
         staged = staging / "incoming.dcm"
