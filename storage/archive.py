@@ -100,9 +100,11 @@ class Archive:
         self._io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="object-put")
         self._listeners: list[StoreListener] = []
         self._corrector = Corrector(db)
-        self._staging: Path | None = None
+        self._staging: str | None = None
         self._prepare: Callable[[str], None] | None = getattr(objects, "prepare", None)
-        self._prepared: deque[tuple[str, Future[None]]] = deque()
+        self._has_directories: Callable[[str], bool] | None = getattr(
+            objects, "has_directories", None)
+        self._prepared: deque[tuple[str, Future[None] | None]] = deque()
         """Object keys whose directories are being made ahead (:meth:`_new_key`)."""
 
     def add_listener(self, listener: StoreListener) -> None:
@@ -217,17 +219,19 @@ class Archive:
 
         With a store that prepares keys (the filesystem's fan-out directories), the
         directories are made in a helper thread while the current store runs, off the
-        path of the sender's response. Each call takes one prepared key and prepares one,
-        so the queue holds about one key per store running at once.
+        path of the sender's response; where they exist already (an archive past its first
+        objects) nothing is handed to the helper. Each call takes one prepared key and
+        prepares one, so the queue holds about one key per store running at once.
         """
-        if self._prepare is None:
+        if self._prepare is None or self._has_directories is None:
             return new_object_key(), None
         try:
             key, ready = self._prepared.popleft()
         except IndexError:  # the first store of this process (or of a burst)
             key, ready = new_object_key(), None
         following = new_object_key()
-        self._prepared.append((following, self._io.submit(self._prepare, following)))
+        self._prepared.append((following, None if self._has_directories(following)
+                               else self._io.submit(self._prepare, following)))
         return key, ready
 
     def _store_open(self, source: BinaryIO, path: str | Path, key: str,
@@ -297,8 +301,9 @@ class Archive:
         if staging is None:
             return False
         if self._staging is None:
-            self._staging = staging()
-        return Path(path).parent == self._staging
+            self._staging = str(staging())
+        # Strings, not Path objects: this runs for every stored instance.
+        return os.path.dirname(os.fspath(path)) == self._staging
 
     def _adopt_file(self, key: str, ready: Future[None] | None, path: str | Path, size: int,
                     digest: str | None) -> tuple[int, str]:

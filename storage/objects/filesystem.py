@@ -182,6 +182,11 @@ class FilesystemStore:
             raise _translate(exc) from exc
         return sha256 or digest.hexdigest()
 
+    def has_directories(self, key: str) -> bool:
+        """Whether the directories of ``key`` exist already (nothing to :meth:`prepare`):
+        in an archive past its first objects, nearly always."""
+        return os.path.isdir(os.path.dirname(self._file(key)))
+
     def prepare(self, key: str) -> None:
         """Create the directories of ``key`` durably, ahead of its put or adopt.
 

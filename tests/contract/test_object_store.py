@@ -235,8 +235,10 @@ class TestFilesystemStaging:
         store = FilesystemStore(tmp_path / "objects")
         root, staging = store.root, store.staging_dir()
         synced = _recorded_directory_syncs(monkeypatch)
+        assert not store.has_directories("ab/cd/one.dcm")
         store.prepare("ab/cd/one.dcm")
         assert (root / "ab/cd").is_dir() and synced == [root, root / "ab"]
+        assert store.has_directories("ab/cd/one.dcm")
         staged = staging / "incoming.dcm"
         staged.write_bytes(b"one")
         store.adopt("ab/cd/one.dcm", staged)

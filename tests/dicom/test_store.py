@@ -259,6 +259,26 @@ def test_the_next_objects_directories_are_made_ahead(sqlite_listener: Any) -> No
         == second.PixelData
 
 
+def test_nothing_is_made_ahead_where_the_directories_exist(
+        sqlite_listener: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once an archive's fan-out directories exist (past its first objects), a store
+    hands no directory work to the helper threads."""
+    store = sqlite_listener.services.objects
+    keys = (f"ab/cd/{n}.dcm" for n in range(100))  # every key in one directory
+    monkeypatch.setattr("storage.archive.new_object_key", lambda: next(keys))
+    prepared: list[str] = []
+    real_prepare = store.prepare
+    monkeypatch.setattr(sqlite_listener.services.archive, "_prepare",
+                        lambda key: (prepared.append(key), real_prepare(key))[1])
+    datasets = make_study(StudySpec(series=1, instances=4))
+    assert scu.store_datasets(sqlite_listener, datasets) == [0x0000] * 4
+    assert len(prepared) <= 1  # at most the first following key, before ab/cd existed
+    for ds in datasets:
+        assert scu.read_bytes(scu.stored_objects(sqlite_listener.services,
+                                                 ds.SOPInstanceUID)[0]).PixelData \
+            == ds.PixelData
+
+
 # -- concurrency -----------------------------------------------------------------------
 
 def test_concurrent_associations_all_succeed_with_exact_counts(listener: Any) -> None:
