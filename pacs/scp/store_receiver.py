@@ -237,7 +237,7 @@ class _Incoming:
         self.head: Head | None = None
         """The header, parsed from the first bytes once they held it."""
         self._first: bytearray | None = bytearray()
-        self._writeback = writeback and directory is not None
+        self._writeback = writeback
         """Whether to start the file's writeback as it arrives (it is fsynced in place)."""
         self._written = 0
         self._flushed = 0
@@ -313,9 +313,10 @@ class StoreReceiver:
         """An empty staging file made after a response, for the next request (with the
         time it was made)."""
         self._storage_contexts: dict[int, Any] = {}
-        self._writeback = bool(getattr(archive.objects, "fsync", False))
-        """Whether staged files are fsynced before they are acknowledged, so that starting
-        their writeback early shortens that wait."""
+        self._writeback = staging_dir is not None and bool(getattr(archive.objects, "fsync",
+                                                                   False))
+        """Whether staged files are fsynced in place before they are acknowledged, so that
+        starting their writeback early shortens that wait."""
         self.stored = 0
         """Requests answered here (for tests and diagnostics)."""
 
