@@ -16,10 +16,12 @@ def insert_ignore(engine_dialect: str, table: Any, **values: Any) -> Insert:
 
     Two associations may create the same patient, study or series at once; the loser's
     insert is ignored (it returns no row) and it reads the winner's row instead of failing.
+    Without ``values`` the columns are those of the parameters it is executed with.
     """
     table = getattr(table, "__table__", table)
     insert = postgresql.insert if engine_dialect == "postgresql" else sqlite.insert
-    return insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+    stmt = insert(table).values(**values) if values else insert(table)
+    return stmt.on_conflict_do_nothing().returning(table.c.id)
 
 
 def insert_new(engine_dialect: str, table: Any, key: Any) -> Insert:

@@ -69,6 +69,15 @@ _COUNT_SERIES, _COUNT_STUDY, _COUNT_PATIENT, _COUNT_ALL_POSTGRES = (
     DirectStatement(stmt) for stmt in (COUNT_SERIES, COUNT_STUDY, COUNT_PATIENT,
                                        COUNT_ALL_POSTGRES))
 """The counter updates of every stored instance, run on the DBAPI cursor."""
+_NEW_SERIES_IN_STUDY, _NEW_SERIES_OF_PATIENT, _NEW_STUDY_OF_PATIENT, _ADD_MODALITY = (
+    DirectStatement(stmt) for stmt in (NEW_SERIES_IN_STUDY, NEW_SERIES_OF_PATIENT,
+                                       NEW_STUDY_OF_PATIENT, ADD_MODALITY))
+_ID_OF = {table: DirectStatement(select(table.c.id).where(column == bindparam("value")))
+          for table, column in ((_P, _P.c.patient_id), (_S, _S.c.study_uid),
+                                (_R, _R.c.series_uid))}
+"""The statements of a new series (a new study: every one-image X-ray), run on the DBAPI
+cursor: built per call and run through ``Connection.execute`` they were 3.0 ms of CPU
+(SQLite; 4.5 ms PostgreSQL) of a one-instance study's 8.5 (10.4) ms store."""
 INSERT_REVISION = insert(Revision.__table__)
 REPLACE_INSTANCE = update(_I).where(_I.c.id == bindparam("pk"))
 
@@ -108,6 +117,8 @@ class InstanceWriter:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._insert_new = DirectStatement(insert_new(db.dialect, _I, _I.c.sop_instance_uid))
+        self._upsert = {table: DirectStatement(insert_ignore(db.dialect, table))
+                        for table in (_P, _S, _R)}
 
     def write(self, h: Header, key: str, size: int, sha256: str,
               origin: Origin, *, durable: Callable[[], object] | None = None,
@@ -235,15 +246,14 @@ class InstanceWriter:
         Called for a series whose keys are not cached; only committed keys are cached, so
         a rolled-back creation is never reused.
         """
-        dialect = self._db.dialect
-
         def upsert(table: Any, column: Any, value: str, **values: Any) -> tuple[int, bool]:
-            new_id = conn.execute(insert_ignore(dialect, table, **{column.key: value},
-                                                **values)).scalar()
+            new_id = self._upsert[table].scalar(conn, {column.key: value, **values})
             if new_id is not None:
                 return int(new_id), True
-            return int(conn.execute(select(table.c.id).where(column == value)).scalar_one()), \
-                False
+            found = _ID_OF[table].scalar(conn, {"value": value})
+            if found is None:  # removed again between the two statements
+                raise IndexUnavailable("the index changed during the store")
+            return int(found), False
 
         name = h.text("PatientName")
         patient_pk, _ = upsert(
@@ -268,13 +278,13 @@ class InstanceWriter:
             body_part=h.text("BodyPartExamined")[:16], station_name=h.text("StationName")[:16],
             series_date=h.text("SeriesDate")[:8], num_instances=0, created_at=now)
         if new_series:
-            conn.execute(NEW_SERIES_IN_STUDY, {"pk": study_pk})
-            conn.execute(NEW_SERIES_OF_PATIENT, {"pk": patient_pk})
+            _NEW_SERIES_IN_STUDY.execute(conn, {"pk": study_pk})
+            _NEW_SERIES_OF_PATIENT.execute(conn, {"pk": patient_pk})
             if modality and "\\" not in modality:
-                conn.execute(ADD_MODALITY, {"pk": study_pk, "pattern": f"%\\{modality}\\%",
-                                            "suffix": f"{modality}\\"})
+                _ADD_MODALITY.execute(conn, {"pk": study_pk, "pattern": f"%\\{modality}\\%",
+                                             "suffix": f"{modality}\\"})
         if new_study:
-            conn.execute(NEW_STUDY_OF_PATIENT, {"pk": patient_pk})
+            _NEW_STUDY_OF_PATIENT.execute(conn, {"pk": patient_pk})
         # A series found (not created) may belong to another study than the header says;
         # the index keeps the first placement, as Orthanc does.
         return patient_pk, study_pk, series_pk

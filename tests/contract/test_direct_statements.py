@@ -20,7 +20,7 @@ from storage.index.database import Database
 from storage.index.direct import DirectStatement
 from storage.index.migrate import upgrade
 from storage.index.models import AuditEvent
-from storage.index.writer import InstanceWriter, StoreOutcome
+from storage.index.writer import SELECT_EXISTING, InstanceWriter, StoreOutcome
 from storage.origin import Origin
 from tests.support.data import StudySpec, make_study, write
 from tests.support.pg import drop_database, fresh_database
@@ -132,6 +132,45 @@ def test_known_series_runs_no_statement_through_sqlalchemy(
         monkeypatch.setattr(Connection, "execute", refuse)
         assert writer.write(headers[1], "k1", 10, "1" * 64, ORIGIN) is StoreOutcome.STORED
         monkeypatch.undo()
+        assert audit_chain.verify(db).intact
+    finally:
+        db.dispose()
+
+
+def test_new_study_runs_no_statement_through_sqlalchemy(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-image study (most X-rays) creates its series, study and often its patient on
+    every store: a new patient, then a known patient's new study, on the DBAPI cursor but
+    for the look-up of the instance that precedes a series' first rows."""
+    first = make_study(StudySpec(series=1, instances=1, modality="DX"))
+    second = make_study(StudySpec(series=1, instances=1, modality="DX", accession="A002"))
+    db = Database(database_url)
+    writer = InstanceWriter(db)
+    calls: list[Any] = []
+    real_execute = Connection.execute
+
+    def counted(self: Connection, stmt: Any, *args: Any, **kw: Any) -> Any:
+        calls.append(stmt)
+        return real_execute(self, stmt, *args, **kw)
+
+    try:
+        headers = []
+        for ds in first + second:
+            with open(write(ds, tmp_path), "rb") as fh:
+                headers.append(read_header(fh))
+        monkeypatch.setattr(Connection, "execute", counted)
+        for number, header in enumerate(headers):
+            assert writer.write(header, f"k{number}", 10, f"{number}" * 64,
+                                ORIGIN) is StoreOutcome.STORED
+        monkeypatch.undo()
+        assert calls == [SELECT_EXISTING, SELECT_EXISTING]
+        with db.write_engine.connect() as conn:
+            patients = conn.exec_driver_sql(
+                "SELECT num_studies, num_series, num_instances FROM patients").all()
+            studies = conn.exec_driver_sql(
+                "SELECT modalities, num_series, num_instances FROM studies").all()
+        assert [tuple(p) for p in patients] == [(2, 2, 2)]
+        assert sorted(tuple(s) for s in studies) == [("\\DX\\", 1, 1)] * 2
         assert audit_chain.verify(db).intact
     finally:
         db.dispose()
