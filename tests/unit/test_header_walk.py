@@ -15,6 +15,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from storage import dicomio, headerwalk
@@ -151,3 +152,15 @@ def test_header_not_parsed_before_pixel_data(tmp_path: Path) -> None:
     assert dicomio.parse_head(data[:at + 11]) is None  # its length not in yet
     head = dicomio.parse_head(data[:at + 12])
     assert head is not None and head.end == at
+
+
+@pytest.mark.parametrize("value", [b"1.2.840.10008.1.2.1\0", b"1.2.840.10008.1.2.4.50 ",
+                                   b"1.2.840.10008.1.2", b"", b"1.2.840.10008.1.2\\1.2.3"])
+def test_transfer_syntax_read_from_its_bytes_as_pydicom_converts_it(value: bytes) -> None:
+    def meta() -> Dataset:
+        ds = Dataset()
+        ds[0x00020010] = RawDataElement(BaseTag(0x00020010), "UI", len(value), value, 0,
+                                        False, True)
+        return ds
+
+    assert dicomio._transfer_syntax(meta()) == str(meta().get("TransferSyntaxUID", "") or "")
