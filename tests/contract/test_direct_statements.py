@@ -113,6 +113,15 @@ def test_rows_and_chain_match_sqlalchemy_execution(twin_urls: tuple[str, str], t
         library.dispose()
 
 
+def _refuse_connection_execute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every statement sent through SQLAlchemy's ``Connection.execute`` fail."""
+
+    def refuse(*_a: Any, **_kw: Any) -> Any:
+        raise AssertionError("ran through Connection.execute")
+
+    monkeypatch.setattr(Connection, "execute", refuse)
+
+
 def test_known_series_runs_no_statement_through_sqlalchemy(
         database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A new instance of a series just stored: every statement on the DBAPI cursor."""
@@ -125,11 +134,7 @@ def test_known_series_runs_no_statement_through_sqlalchemy(
             with open(path, "rb") as fh:
                 headers.append(read_header(fh))
         writer.write(headers[0], "k0", 10, "0" * 64, ORIGIN)
-
-        def refuse(*_a: Any, **_kw: Any) -> Any:
-            raise AssertionError("ran through Connection.execute")
-
-        monkeypatch.setattr(Connection, "execute", refuse)
+        _refuse_connection_execute(monkeypatch)
         assert writer.write(headers[1], "k1", 10, "1" * 64, ORIGIN) is StoreOutcome.STORED
         monkeypatch.undo()
         assert audit_chain.verify(db).intact
@@ -145,24 +150,16 @@ def test_new_study_runs_no_statement_through_sqlalchemy(
     second = make_study(StudySpec(series=1, instances=1, modality="DX", accession="A002"))
     db = Database(database_url)
     writer = InstanceWriter(db)
-    calls: list[Any] = []
-    real_execute = Connection.execute
-
-    def counted(self: Connection, stmt: Any, *args: Any, **kw: Any) -> Any:
-        calls.append(stmt)
-        return real_execute(self, stmt, *args, **kw)
-
     try:
         headers = []
         for ds in first + second:
             with open(write(ds, tmp_path), "rb") as fh:
                 headers.append(read_header(fh))
-        monkeypatch.setattr(Connection, "execute", counted)
+        _refuse_connection_execute(monkeypatch)
         for number, header in enumerate(headers):
             assert writer.write(header, f"k{number}", 10, f"{number}" * 64,
                                 ORIGIN) is StoreOutcome.STORED
         monkeypatch.undo()
-        assert calls == []
         with db.write_engine.connect() as conn:
             patients = conn.exec_driver_sql(
                 "SELECT num_studies, num_series, num_instances FROM patients").all()
