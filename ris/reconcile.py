@@ -24,6 +24,7 @@ from storage.audit import AuditLog
 from storage.corrections import Demographics
 from storage.errors import NotFound
 from storage.index.database import Database
+from storage.index.direct import DirectStatement
 from storage.index.models import Patient, Study
 from storage.origin import Origin
 
@@ -48,7 +49,7 @@ class StudyView:
     order_accession: str
 
 
-_ORDER_OF_ACCESSION = (
+_ORDER_OF_ACCESSION = DirectStatement(
     select(Order.linked_study_uid, Order.status, RisPatient.patient_id, RisPatient.name,
            RisPatient.birth_date, RisPatient.sex)
     .join(RisPatient, Order.patient_fk == RisPatient.id)
@@ -75,15 +76,14 @@ class Reconciler:
         if not result.accession_number:
             return
         # Most instances need no change: look first, so the ingest path takes no write
-        # lock for them (one read per instance with an accession number, on a Core
-        # connection with a statement built once: it runs for every stored instance).
-        with self._db.select(_ORDER_OF_ACCESSION,
-                             {"accession": result.accession_number}) as rows:
-            row = rows.first()
+        # lock for them (one read per instance with an accession number, compiled once
+        # and run on the DBAPI cursor: it runs for every stored instance).
+        row = self._db.first(_ORDER_OF_ACCESSION, {"accession": result.accession_number})
         if row is None:
             return
-        if row.linked_study_uid and OrderStatus(row.status) not in _BEFORE_EXAM:
-            demographics = Demographics(row.patient_id, row.name, row.birth_date, row.sex)
+        linked_study_uid, status, *patient = row
+        if linked_study_uid and OrderStatus(status) not in _BEFORE_EXAM:
+            demographics = Demographics(*patient)
             if result.demographics != demographics:
                 self._archive.correct_study(result.study_uid, demographics, origin,
                                             instance_uid=result.sop_instance_uid)

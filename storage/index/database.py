@@ -23,6 +23,7 @@ from storage.index.dialects import (
     SQLITE_READ_MMAP,
     configure_sqlite,
 )
+from storage.index.direct import DirectStatement
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +325,27 @@ class Database:
                         if conn.in_transaction():
                             # no BEGIN was sent: this only resets SQLAlchemy's state
                             conn.rollback()
+
+    def first(self, statement: DirectStatement,
+              parameters: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of one read-only statement run as :meth:`select` runs it (outside
+        a transaction, on this thread's kept connection, once more on a new connection if
+        the server had closed that one), but on the DBAPI cursor: for a look-up made for
+        every stored instance, where ``Connection.execute`` and its result object cost
+        several times the statement. Values come as the driver returns them."""
+        with _translated("read"):
+            for attempt in (1, 2):
+                with self._selectors.connection() as conn:
+                    try:
+                        return statement.first(conn, parameters)
+                    except DBAPIError as exc:
+                        if attempt == 1 and exc.connection_invalidated:
+                            continue
+                        raise
+                    finally:
+                        if conn.in_transaction():
+                            conn.rollback()
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def check(self) -> str:
         """Raise :class:`IndexUnavailable` unless the database answers; return its version."""

@@ -8,13 +8,15 @@ import warnings
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.exc import SAWarning
 
 from storage.errors import IndexUnavailable
 from storage.index.database import Database
 from storage.index.dialects import SQLITE_READ_MMAP
+from storage.index.direct import DirectStatement
 from tests.conftest import Listener
+from tests.contract.test_direct_statements import _refuse_connection_execute
 from tests.contract.test_index_reconnect import _terminate_backends
 from tests.dicom import scu
 from tests.support.data import StudySpec, make_study
@@ -48,6 +50,28 @@ def test_select_reads_rows_on_both_databases(database_url: str) -> None:
         db.dispose()
 
 
+def test_first_reads_one_row_on_the_cursor_on_both_databases(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-instance look-up (:meth:`Database.first`): the row as the driver returns
+    it, ``None`` for no row, and no statement through ``Connection.execute``."""
+    db = Database(database_url)
+    with db.write_connection() as conn:
+        conn.execute(text("create table accessions (accession varchar(16), status varchar(16))"))
+        conn.execute(text("insert into accessions values ('A1', 'SCHEDULED')"))
+    statement = DirectStatement(select(text("status")).select_from(text("accessions"))
+                                .where(text("accession = :accession")))
+    try:
+        _refuse_connection_execute(monkeypatch)
+        assert db.first(statement, {"accession": "A1"}) == ("SCHEDULED",)
+        assert db.first(statement, {"accession": "A2"}) is None
+        monkeypatch.undo()
+        with db.write_connection() as conn:  # the read held no lock: a write goes through
+            conn.execute(text("update accessions set status = 'COMPLETED'"))
+        assert db.first(statement, {"accession": "A1"}) == ("COMPLETED",)
+    finally:
+        db.dispose()
+
+
 def test_select_is_one_statement_outside_a_transaction(
         pg_database: tuple[str, str]) -> None:
     """A hot-path SELECT on PostgreSQL is sent alone: no BEGIN before it (its
@@ -70,20 +94,32 @@ def test_select_is_one_statement_outside_a_transaction(
         db.dispose()
 
 
+def _backend_by_select(db: Database) -> int:
+    with db.select(text("select pg_backend_pid()")) as result:
+        return int(result.scalar())
+
+
+def _backend_by_first(db: Database) -> int:
+    row = db.first(DirectStatement(select(text("pg_backend_pid()"))), {})
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize("backend", [_backend_by_select, _backend_by_first],
+                         ids=["select", "first"])
 def test_select_survives_the_server_closing_its_pooled_connection(
-        pg_database: tuple[str, str]) -> None:
+        pg_database: tuple[str, str], backend: Callable[[Database], int]) -> None:
     """Without a ping at checkout, a connection the server closed (restart, idle
     timeout) is found by the statement itself, which then runs on a new connection."""
     # PostgreSQL only: SQLite has no server process to close a connection
     db = Database(pg_database[1])
     try:
-        with db.select(text("select pg_backend_pid()")) as result:
-            first = result.scalar()
+        first = backend(db)
         with db.write_connection() as conn:
             assert conn.execute(text("select pg_terminate_backend(:pid)"), {"pid": first}).scalar()
-        with db.select(text("select pg_backend_pid()")) as result:
-            second = result.scalar()
+        second = backend(db)
         assert second != first
+        assert backend(db) == second  # the new connection is kept
     finally:
         db.dispose()
 
