@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import orjson
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -142,8 +143,19 @@ class Header:
                 tag = f"{self.pixel_data.tag:08X}"
                 result[tag] = {"vr": self.pixel_data.vr,
                                "BulkDataURI": f"{self.bulk_base()}/{tag}"}
-            self._json = json.dumps(result, separators=(",", ":"))
+            self._json = _compact_json(result)
         return self._json
+
+
+def _compact_json(value: dict[str, Any]) -> str:
+    """``value`` as compact JSON, with orjson: a tenth of ``json.dumps``'s CPU, for a
+    header built for every stored instance. A value orjson declines (an integer beyond
+    64 bits) takes ``json.dumps``. The only difference a reader sees: a NaN or infinite
+    number (a DS or FD value) is ``null``, which JSON has, not ``NaN``, which it has not."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"))
 
 
 @dataclass(frozen=True)

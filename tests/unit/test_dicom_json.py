@@ -18,7 +18,7 @@ from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from storage import dicomjson
+from storage import dicomio, dicomjson
 from storage.dicomio import read_header
 from storage.dicomjson import BULK_INLINE_LIMIT, bulk_paths, dataset_to_json
 from tests.support.data import StudySpec, make_study, write
@@ -200,3 +200,22 @@ def test_person_names_from_bytes_are_pydicoms(tmp_path: Path, charset: Any) -> N
     # The plain sets take most names from their bytes; the others leave them to pydicom.
     assert (taken > len(NAMES) // 2) == (charset in (None, "ISO_IR 100", "ISO_IR 192",
                                                      "ISO_IR 6")), taken
+
+
+def test_stored_header_is_valid_json_whatever_its_values(tmp_path: Path) -> None:
+    """The header is written with orjson; what it declines takes ``json.dumps``, and
+    a number JSON cannot carry is ``null``, never the invalid token ``NaN``."""
+    ds = make_study(StudySpec(instances=1))[0]
+    ds.PatientName = "MÜLLER^ANNA"
+    ds.add_new(0x00181318, "DS", "NaN")  # dB/dt
+    ds.add_new(0x00189089, "FD", [float("inf"), 1.5])  # Diffusion Gradient Orientation
+    header = read_header(write(ds, tmp_path))
+    text = header.metadata_json()
+    stored = json.loads(text, parse_constant=lambda token: pytest.fail(f"JSON has {token}"))
+    assert stored["00100010"]["Value"] == [{"Alphabetic": "MÜLLER^ANNA"}]
+    assert stored["00181318"]["Value"] == [None]
+    assert stored["00189089"]["Value"] == [None, 1.5]
+    assert "Ü" in text  # UTF-8, as the index column holds it, not a \\u escape
+    # a value orjson declines: an integer beyond 64 bits, a lone surrogate
+    assert json.loads(dicomio._compact_json({"a": 2**70, "b": "\udcff"})) == {
+        "a": 2**70, "b": "\udcff"}
