@@ -81,9 +81,9 @@ class Reconciler:
         row = self._db.first(_ORDER_OF_ACCESSION, {"accession": result.accession_number})
         if row is None:
             return
-        linked_study_uid, status, *patient = row
+        linked_study_uid, status, patient_id, name, birth_date, sex = row
         if linked_study_uid and OrderStatus(status) not in _BEFORE_EXAM:
-            demographics = Demographics(*patient)
+            demographics = Demographics(patient_id, name, birth_date, sex)
             if result.demographics != demographics:
                 self._archive.correct_study(result.study_uid, demographics, origin,
                                             instance_uid=result.sop_instance_uid)
