@@ -82,9 +82,19 @@ class InstanceRef:
 
 
 def new_object_key() -> str:
-    """Opaque keys with two fan-out levels; no patient data, no UID hierarchy."""
+    """An opaque key below the UTC day it was made: ``YYYY/MM/DD/ab/abcdef….dcm``.
+
+    No patient data and no UID hierarchy in the name. The day groups what arrived
+    together, as dcm4chee-arc's default storage path does (``{now,date,yyyy/MM/dd}/…``):
+    a backup or a look at the disk can go by day, and a day's objects fill 256 leaf
+    directories that are made once. A random two-level fan-out (``ab/cd/``, 65,536
+    directories) made a directory, and fsynced its parent, for nearly every object of
+    an archive's first hundreds of thousands: with 4 storescu associations on 2 cores
+    that was 5.0 → 4.2 ms of the workers' CPU per instance and 320 → 373 instances/s
+    (3 interleaved rounds of the bench corpus).
+    """
     h = uuid.uuid4().hex
-    return f"{h[:2]}/{h[2:4]}/{h}.dcm"
+    return f"{time.strftime('%Y/%m/%d', time.gmtime())}/{h[:2]}/{h}.dcm"
 
 
 class Archive:
@@ -217,9 +227,9 @@ class Archive:
         """A new object key, and the making of its directories that its put must wait
         for (``None``: nothing to wait for); the next key's begins here.
 
-        With a store that prepares keys (the filesystem's fan-out directories), the
-        directories are made in a helper thread while the current store runs, off the
-        path of the sender's response; where they exist already (an archive past its first
+        With a store that prepares keys (the filesystem's directories), the directories
+        are made in a helper thread while the current store runs, off the path of the
+        sender's response; where they exist already (past a day's first few hundred
         objects) nothing is handed to the helper. Each call takes one prepared key and
         prepares one, so the queue holds about one key per store running at once.
         """

@@ -74,7 +74,8 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
 
 
 class FilesystemStore:
-    """Keys map to paths below ``root``; ``ab/cd/abcdef….dcm`` style keys fan out.
+    """Keys map to paths below ``root``; their slashes make directories
+    (``2026/11/24/ab/abcdef….dcm``, :func:`storage.archive.new_object_key`).
 
     A put writes a temporary file in the target directory, fsyncs it, renames it into
     place and fsyncs the directory, so a crash leaves either no object or a whole one.
@@ -171,7 +172,7 @@ class FilesystemStore:
             try:
                 os.replace(source, target)
             except FileNotFoundError:
-                # The first object of its fan-out directory. Creating the directories
+                # The first object of its directory. Creating the directories
                 # only then spares every other adopt a mkdir that fails with EEXIST
                 # (the adopt is what a C-STORE response waits for).
                 self._make_directories(directory)
@@ -190,9 +191,9 @@ class FilesystemStore:
     def prepare(self, key: str) -> None:
         """Create the directories of ``key`` durably, ahead of its put or adopt.
 
-        A new archive's first objects land in new fan-out directories (65,536 of them),
-        each costing a mkdir or two and their directory fsyncs: ~0.6 ms of the time a
-        sender waits for its C-STORE response. The archive prepares the next key while
+        An object may land in a new directory (each day's first objects do), which costs
+        a mkdir or more and their directory fsyncs: ~0.6 ms of the time a sender waits
+        for its C-STORE response. The archive prepares the next key while
         the current store runs (:meth:`storage.archive.Archive._new_key`).
         """
         try:

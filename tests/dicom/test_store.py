@@ -7,9 +7,13 @@ listener survives every failure.
 
 from __future__ import annotations
 
+import itertools
+import re
 import threading
 import time
+import uuid
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -235,19 +239,39 @@ def test_unavailable_object_storage_is_out_of_resources_then_recovers(
     assert scu.read_bytes(objects[0]).PixelData == ds.PixelData
 
 
-def _empty_fan_out_directories(root: Path) -> set[Path]:
-    return {d for d in root.glob("*/*") if d.is_dir() and not any(d.iterdir())}
+def test_objects_are_kept_below_the_utc_day_they_arrived(sqlite_listener: Any) -> None:
+    """Object keys are opaque (no UID, no patient data) and grouped by the UTC day of
+    receipt, ``YYYY/MM/DD/ab/<32 hex>.dcm``, with the file at that path."""
+    datasets = make_study(StudySpec(series=1, instances=3))
+    before = datetime.now(UTC).date()
+    assert scu.store_datasets(sqlite_listener, datasets) == [0x0000] * 3
+    after = datetime.now(UTC).date()
+    root = Path(sqlite_listener.services.objects.root)
+    for ds in datasets:
+        (ref,) = sqlite_listener.services.archive.locate(
+            Query(Level.IMAGE, {"SOPInstanceUID": ds.SOPInstanceUID}), scu.ARCHIVE_READER)
+        match = re.fullmatch(r"(\d{4}/\d{2}/\d{2})/([0-9a-f]{2})/\2[0-9a-f]{30}\.dcm",
+                             ref.object_key)
+        assert match, ref.object_key
+        day = datetime.strptime(match[1], "%Y/%m/%d").date()
+        assert before <= day <= after
+        assert dcmread(root / ref.object_key).SOPInstanceUID == ds.SOPInstanceUID
 
 
-def test_the_next_objects_directories_are_made_ahead(sqlite_listener: Any) -> None:
-    """While an instance is stored, the fan-out directories of the next object are made
+def test_the_next_objects_directories_are_made_ahead(
+        sqlite_listener: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While an instance is stored, the directories of the next object are made
     (durably, in a helper thread), so that object goes into directories that exist
     before its instance arrives."""
     root = Path(sqlite_listener.services.objects.root)
+    # Every key in a directory of its own, so a following key never finds its made.
+    keys = (f"made-ahead/{uuid.uuid4().hex}/{n}.dcm" for n in itertools.count())
+    monkeypatch.setattr("storage.archive.new_object_key", lambda: next(keys))
     first, second = make_study(StudySpec(series=1, instances=2))
     assert scu.store_datasets(sqlite_listener, [first]) == [0x0000]
     deadline = time.monotonic() + 5
-    while not (made_ahead := _empty_fan_out_directories(root)):
+    while not (made_ahead := {d for d in (root / "made-ahead").iterdir()
+                              if not any(d.iterdir())}):
         assert time.monotonic() < deadline, "no directory made ahead for the next object"
         time.sleep(0.01)
     assert scu.store_datasets(sqlite_listener, [second]) == [0x0000]
@@ -261,8 +285,8 @@ def test_the_next_objects_directories_are_made_ahead(sqlite_listener: Any) -> No
 
 def test_nothing_is_made_ahead_where_the_directories_exist(
         sqlite_listener: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Once an archive's fan-out directories exist (past its first objects), a store
-    hands no directory work to the helper threads."""
+    """Once a day's directories exist (past its first objects), a store hands no
+    directory work to the helper threads."""
     store = sqlite_listener.services.objects
     keys = (f"ab/cd/{n}.dcm" for n in range(100))  # every key in one directory
     monkeypatch.setattr("storage.archive.new_object_key", lambda: next(keys))
