@@ -258,20 +258,25 @@ def test_objects_are_kept_below_the_utc_day_they_arrived(sqlite_listener: Any) -
         assert dcmread(root / ref.object_key).SOPInstanceUID == ds.SOPInstanceUID
 
 
+def _empty_directories_in(parent: Path) -> set[Path]:
+    if not parent.is_dir():  # the first store may have used a key prepared earlier
+        return set()
+    return {d for d in parent.iterdir() if not any(d.iterdir())}
+
+
 def test_the_next_objects_directories_are_made_ahead(
         sqlite_listener: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """While an instance is stored, the directories of the next object are made
     (durably, in a helper thread), so that object goes into directories that exist
     before its instance arrives."""
     root = Path(sqlite_listener.services.objects.root)
-    # Every key in a directory of its own, so a following key never finds its made.
+    # Every key in a directory of its own, so the next key's directory is always new.
     keys = (f"made-ahead/{uuid.uuid4().hex}/{n}.dcm" for n in itertools.count())
     monkeypatch.setattr("storage.archive.new_object_key", lambda: next(keys))
     first, second = make_study(StudySpec(series=1, instances=2))
     assert scu.store_datasets(sqlite_listener, [first]) == [0x0000]
     deadline = time.monotonic() + 5
-    while not (made_ahead := {d for d in (root / "made-ahead").iterdir()
-                              if not any(d.iterdir())}):
+    while not (made_ahead := _empty_directories_in(root / "made-ahead")):
         assert time.monotonic() < deadline, "no directory made ahead for the next object"
         time.sleep(0.01)
     assert scu.store_datasets(sqlite_listener, [second]) == [0x0000]
