@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 
 from storage.index.database import Database
 from storage.index.dialects import insert_ignore
@@ -47,12 +47,24 @@ _LOCK_HEAD = DirectStatement(_HEAD.with_for_update())
 _INSERT_ONE = DirectStatement(_INSERT)
 _MOVE_HEAD = DirectStatement(update(_H).where(_H.c.id == 1).values(
     last_seq=bindparam("seq"), last_hash=bindparam("hash")))
-_APPEND_ONE = DirectStatement(update(_H).where(_H.c.id == 1).values(
-    last_seq=bindparam("head_seq"), last_hash=bindparam("head_hash")).add_cte(
-    insert(_E).values({c.name: bindparam(c.name) for c in _E.c if c.name != "id"})
-    .cte("appended")))
-"""One record and the head moved past it in one PostgreSQL statement (a data-modifying
-CTE): a stored instance's audit record costs two round trips, not three."""
+_APPEND_HASHED_POSTGRES = DirectStatement(text(
+    "WITH locked AS (SELECT last_seq, last_hash FROM audit_chain WHERE id = 1 FOR UPDATE),"
+    " head AS (SELECT last_seq + 1 AS seq, last_hash AS prev FROM locked"
+    " UNION ALL SELECT 1, :genesis WHERE NOT EXISTS (SELECT FROM locked)),"
+    " appended AS (INSERT INTO audit_events (" + ", ".join(CHAINED_FIELDS)
+    + ", prev_hash, hash) SELECT seq, CAST(:at AS TIMESTAMP), "
+    + ", ".join(f":{name}" for name in CHAINED_FIELDS[2:])
+    + ", prev, encode(sha256(convert_to(prev || '[' || CAST(seq AS TEXT) || ',' || :tail,"
+    " 'UTF8')), 'hex') FROM head RETURNING seq, hash)"
+    " INSERT INTO audit_chain (id, last_seq, last_hash) SELECT 1, seq, hash FROM appended"
+    " ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq,"
+    " last_hash = excluded.last_hash"))
+"""One record appended in one PostgreSQL statement, hashed in the database: the head is
+locked and read, the record chained (:func:`chain_hash`, from the ``tail`` of its
+canonical form that follows ``seq``) and inserted, and the head moved past it, with no
+round trip between reading the head and writing the record. A stored instance's audit
+record costs one round trip, where reading the head first made it two. A missing head
+row begins the chain, as in :func:`append`."""
 
 
 def canonical(record: dict[str, Any]) -> bytes:
@@ -63,6 +75,12 @@ def canonical(record: dict[str, Any]) -> bytes:
         values.append(value.isoformat(timespec="microseconds")
                       if isinstance(value, datetime) else value)
     return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _after_seq(event: dict[str, Any]) -> str:
+    """What follows ``[seq,`` in the canonical form of ``event``'s record, whatever its
+    ``seq`` (``seq`` is the first chained field, an integer)."""
+    return canonical(dict(event, seq=0)).decode()[len("[0,"):]
 
 
 def chain_hash(prev_hash: str, record: dict[str, Any]) -> str:
@@ -78,6 +96,11 @@ def append(conn: Connection, events: list[dict[str, Any]]) -> None:
     """
     if not events:
         return
+    if len(events) == 1 and conn.dialect.name == "postgresql":
+        event = events[0]
+        _APPEND_HASHED_POSTGRES.execute(conn, dict(event, genesis=GENESIS,
+                                                    tail=_after_seq(event)))
+        return
     head = _LOCK_HEAD.first(conn, {})
     if head is None:  # a schema created without the migration's head row
         conn.execute(insert_ignore(conn.dialect.name, _H, id=1, last_seq=0,
@@ -92,9 +115,6 @@ def append(conn: Connection, events: list[dict[str, Any]]) -> None:
         row["hash"] = prev = chain_hash(prev, row)
         rows.append(row)
     if len(rows) == 1:
-        if conn.dialect.name == "postgresql":
-            _APPEND_ONE.execute(conn, dict(rows[0], head_seq=seq, head_hash=prev))
-            return
         _INSERT_ONE.execute(conn, rows[0])
     else:
         conn.execute(_INSERT, rows)

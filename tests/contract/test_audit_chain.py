@@ -18,19 +18,26 @@ from tests.support.data import real_file
 READER = Origin(channel="http", address="10.0.0.7:5000", username="dr.an", role="referring")
 
 WRITER = """
-import sys
+import os, sys, tempfile
+from pydicom import dcmread
+from pydicom.uid import generate_uid
 from storage import StorageSettings
 from ris.services import build_services
 from storage.origin import Origin
 svc = build_services(StorageSettings(database_url=sys.argv[1], storage_url=sys.argv[2]))
 me = Origin(channel="dimse", calling_ae=f"W{sys.argv[3]}")
+source, work = dcmread(sys.argv[5]), tempfile.mkdtemp()
 for n in range(int(sys.argv[4])):
     svc.audit.record(me, "query", "ok", patient_id=f"P{n}", detail={"n": n})
     if n % 50 == 0:
         svc.audit.flush()
-svc.archive.store(sys.argv[5], me)
+    if n % 10 == 0:  # a store appends its record in its own transaction
+        source.SOPInstanceUID = generate_uid()
+        source.save_as(os.path.join(work, f"{n}.dcm"))
+        svc.archive.store(os.path.join(work, f"{n}.dcm"), me)
 svc.close()
 """
+STORES_PER_WRITER = 15
 
 
 def _fill(services: Services, n: int = 5) -> None:
@@ -119,7 +126,8 @@ def test_a_rehashed_edit_is_still_detected(services: Services) -> None:
 
 
 def test_concurrent_processes_keep_one_chain(services: Services, tmp_path: Path) -> None:
-    """Several DICOM worker processes append at once: the chain has no fork and no gap."""
+    """Several DICOM worker processes append at once, storing and querying: the chain has
+    no fork and no gap."""
     files = ["CT_small.dcm", "MR_small.dcm", "rtdose.dcm"]
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, services.settings.database_url,
                                services.settings.storage_url, str(i), "150",
@@ -134,7 +142,18 @@ def test_concurrent_processes_keep_one_chain(services: Services, tmp_path: Path)
         assert proc.returncode == 0, err
     report = services.audit.verify()
     assert report.intact, report
-    assert report.records == 4 * 150 + 3
+    assert report.records == 4 * 150 + 3 * STORES_PER_WRITER
+    assert services.archive.count()["instances"] == 3 * STORES_PER_WRITER
+
+
+def test_a_store_begins_a_chain_whose_head_row_is_missing(services: Services) -> None:
+    """A schema made without the migration's head row: the first store's record begins
+    the chain (on PostgreSQL in the statement that hashes it, on SQLite in Python)."""
+    _sql(services, "DELETE FROM audit_events")
+    _sql(services, "DELETE FROM audit_chain")
+    services.archive.store(real_file("CT_small.dcm"), READER)
+    report = services.audit.verify()
+    assert report.intact and report.records == 1, report
 
 
 def test_records_from_before_the_chain_are_chained_by_the_migration(tmp_path: Path) -> None:
