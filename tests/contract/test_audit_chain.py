@@ -37,7 +37,8 @@ for n in range(int(sys.argv[4])):
         svc.archive.store(os.path.join(work, f"{n}.dcm"), me)
 svc.close()
 """
-STORES_PER_WRITER = 15
+STORES_PER_WRITER = 150 // 10
+"""Stores of each WRITER process run with 150 records: one before every tenth record."""
 
 
 def _fill(services: Services, n: int = 5) -> None:
