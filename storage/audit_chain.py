@@ -48,15 +48,15 @@ _INSERT_ONE = DirectStatement(_INSERT)
 _MOVE_HEAD = DirectStatement(update(_H).where(_H.c.id == 1).values(
     last_seq=bindparam("seq"), last_hash=bindparam("hash")))
 _APPEND_HASHED_POSTGRES = DirectStatement(text(
-    "WITH locked AS (SELECT last_seq, last_hash FROM audit_chain WHERE id = 1 FOR UPDATE),"
+    f"WITH locked AS (SELECT last_seq, last_hash FROM {_H.name} WHERE id = 1 FOR UPDATE),"
     " head AS (SELECT last_seq + 1 AS seq, last_hash AS prev FROM locked"
     " UNION ALL SELECT 1, :genesis WHERE NOT EXISTS (SELECT FROM locked)),"
-    " appended AS (INSERT INTO audit_events (" + ", ".join(CHAINED_FIELDS)
+    f" appended AS (INSERT INTO {_E.name} (" + ", ".join(CHAINED_FIELDS)
     + ", prev_hash, hash) SELECT seq, CAST(:at AS TIMESTAMP), "
     + ", ".join(f":{name}" for name in CHAINED_FIELDS[2:])
     + ", prev, encode(sha256(convert_to(prev || '[' || CAST(seq AS TEXT) || ',' || :tail,"
     " 'UTF8')), 'hex') FROM head RETURNING seq, hash)"
-    " INSERT INTO audit_chain (id, last_seq, last_hash) SELECT 1, seq, hash FROM appended"
+    f" INSERT INTO {_H.name} (id, last_seq, last_hash) SELECT 1, seq, hash FROM appended"
     " ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq,"
     " last_hash = excluded.last_hash"))
 """One record appended in one PostgreSQL statement, hashed in the database: the head is
