@@ -37,8 +37,10 @@ for n in range(int(sys.argv[4])):
         svc.archive.store(os.path.join(work, f"{n}.dcm"), me)
 svc.close()
 """
-STORES_PER_WRITER = 150 // 10
-"""Stores of each WRITER process run with 150 records: one before every tenth record."""
+RECORDS_PER_WRITER = 150
+"""Records each WRITER process (and the test's own process) appends."""
+STORES_PER_WRITER = RECORDS_PER_WRITER // 10
+"""Stores of each WRITER process: one before every tenth record."""
 
 
 def _fill(services: Services, n: int = 5) -> None:
@@ -131,11 +133,11 @@ def test_concurrent_processes_keep_one_chain(services: Services, tmp_path: Path)
     no fork and no gap."""
     files = ["CT_small.dcm", "MR_small.dcm", "rtdose.dcm"]
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, services.settings.database_url,
-                               services.settings.storage_url, str(i), "150",
-                               str(real_file(files[i]))],
+                               services.settings.storage_url, str(i), str(RECORDS_PER_WRITER),
+                               str(real_file(name))],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(3)]
-    for n in range(150):  # and this process too
+             for i, name in enumerate(files)]
+    for n in range(RECORDS_PER_WRITER):  # and this process too
         services.audit.record(READER, "metadata", "ok", detail={"n": n})
     services.audit.flush()
     for proc in procs:
@@ -143,8 +145,8 @@ def test_concurrent_processes_keep_one_chain(services: Services, tmp_path: Path)
         assert proc.returncode == 0, err
     report = services.audit.verify()
     assert report.intact, report
-    assert report.records == 4 * 150 + 3 * STORES_PER_WRITER
-    assert services.archive.count()["instances"] == 3 * STORES_PER_WRITER
+    assert report.records == (len(procs) + 1) * RECORDS_PER_WRITER + len(procs) * STORES_PER_WRITER
+    assert services.archive.count()["instances"] == len(procs) * STORES_PER_WRITER
 
 
 def test_a_store_begins_a_chain_whose_head_row_is_missing(services: Services) -> None:
