@@ -27,7 +27,11 @@ from pynetdicom import sop_class as sc
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pacs.handoff import CountedRequestHandler, HandoffServerMixin
-from pacs.reactor import EventDrivenRequestHandler, PDataReceiverFactory
+from pacs.reactor import (
+    EventDrivenRequestHandler,
+    PDataReceiverFactory,
+    guard_reactor_checkpoint,
+)
 from pacs.scp import responses
 from pacs.scp.acceptance import handle_association_request, prefer_requested_syntaxes
 from pacs.scp.commitment import handle_n_action
@@ -67,7 +71,8 @@ class DicomSettings:
 
 
 def configure_library() -> None:
-    """Library globals, set once per process: no identifiers in logs, chunked receive."""
+    """Library globals, set once per process: no identifiers in logs, chunked receive,
+    reactors that leave a send's responses to it, TCP_NODELAY on requested associations."""
     # Objects are stored as received; their values are not validated on the ingest path.
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     _config.LOG_REQUEST_IDENTIFIERS = False
@@ -77,6 +82,7 @@ def configure_library() -> None:
     # even when nothing logs at that level: a measurable share of the CPU of a C-STORE.
     _config.LOG_HANDLER_LEVEL = "none"
     responses.send_encoded_pdus()
+    guard_reactor_checkpoint()
     if not getattr(transport.AssociationSocket, "_pacs_nodelay", False):
         create = transport.AssociationSocket._create_socket
 

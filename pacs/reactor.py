@@ -25,6 +25,10 @@ C-STORE receiver of :mod:`pacs.scp.store_receiver`) instead of pynetdicom's deco
 :class:`EventDrivenRequestHandler`, which our association server
 (:class:`pacs.ae.PacsAssociationServer`) uses to create every acceptor association.
 Associations we request (C-MOVE sub-operations) keep pynetdicom's loops.
+
+Every association's reactor, ours and pynetdicom's, also gets
+:func:`guard_reactor_checkpoint`, which closes pynetdicom's race between a reactor and a
+``send_*()`` waiting for its responses.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from typing import Any, Protocol, cast
 from pynetdicom import evt
 from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
@@ -280,6 +285,36 @@ class EventDrivenDUL(DULServiceProvider):
             return
         self.event_queue.put(event)
         self._recv_pdu.put(pdu)
+
+
+def guard_reactor_checkpoint() -> None:
+    """Keep an association's reactor from taking the responses a ``send_*()`` waits for.
+
+    pynetdicom pauses the reactor for a ``send_*()`` by clearing ``_reactor_checkpoint``
+    and waiting until ``_is_paused`` is true. The reactor sets ``_is_paused``, waits at
+    the checkpoint, clears ``_is_paused`` and takes the next DIMSE message without
+    blocking. A reactor that has just passed the checkpoint still shows ``_is_paused``:
+    the ``send_*()`` goes on, and if the reactor resumes only after the peer answered, it
+    takes the response and drops it as an "unexpected service message" (pynetdicom#875).
+    A C-FIND then misses a match (it failed one test of a CI run), or a C-STORE
+    sub-operation of a C-MOVE waits out the DIMSE timeout and fails.
+
+    The reactor is the only caller that takes messages without blocking; here such a
+    take gives nothing while the checkpoint is cleared, so the messages stay queued for
+    the ``send_*()`` that cleared it. Patched once per process, for requested and
+    accepted associations alike (:func:`pacs.ae.configure_library`).
+    """
+    if getattr(DIMSEServiceProvider, "_pacs_guarded", False):
+        return
+    get_msg = DIMSEServiceProvider.get_msg
+
+    def guarded_get_msg(self: DIMSEServiceProvider, block: bool = False) -> Any:
+        if not block and not self.assoc._reactor_checkpoint.is_set():
+            return None, None
+        return get_msg(self, block)
+
+    DIMSEServiceProvider.get_msg = guarded_get_msg  # type: ignore[method-assign]
+    DIMSEServiceProvider._pacs_guarded = True  # type: ignore[attr-defined]
 
 
 def _wake_association(assoc: Association) -> None:

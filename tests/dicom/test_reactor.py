@@ -4,6 +4,7 @@ The loops block on the socket and on queues instead of polling; these cases chec
 what pynetdicom's polling loops did still happens: data sets arrive whole and are adopted
 from the staging area, an idle association is aborted at the network timeout, a peer's
 abort ends the association, and the listener serves the next association afterwards.
+Last, a reactor of an association we request leaves a request's responses to the request.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import gc
 import hashlib
 import socket
 import struct
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -114,3 +117,29 @@ def test_the_listener_runs_no_full_collection_per_sixty_connections(
     for _ in range(65):
         assert scu.echo(sqlite_listener) == 0x0000
     assert collections == []
+
+
+class _LateCheckpoint(threading.Event):
+    """A reactor's checkpoint after which the reactor's thread is held up for a while, as
+    it may be on a loaded machine, with ``_is_paused`` still true (pacs.reactor)."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        passed = super().wait(timeout)
+        time.sleep(0.02)
+        return passed
+
+
+def test_a_late_reactor_leaves_the_responses_to_the_request(served: ServedListener) -> None:
+    model = scu.FIND_MODELS["study"]
+    with scu.association(served, [(model, scu.UNCOMPRESSED)]) as assoc:
+        assoc.dimse_timeout = 2  # a taken response shows as a missing one after 2 s
+        late = _LateCheckpoint()
+        late.set()
+        assoc._reactor_checkpoint = late
+        for _ in range(5):
+            # Sent now, most likely while the reactor is held up just past its
+            # checkpoint; its response then waits in the queue until it is read.
+            responses = assoc.send_c_find(scu.query("STUDY", StudyInstanceUID=""), model)
+            time.sleep(0.05)
+            assert [int(status.get("Status", -1)) for status, _ in responses] == [0x0000]
+        assert assoc.is_established
